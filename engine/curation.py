@@ -1,0 +1,196 @@
+"""The curation loop over the store: import → clean → flag → dedupe.
+
+Each function takes an open DuckDB connection (from `store.connect`) and does one job the Data
+and Duplicates pages and the CLI can start. Every write happens in one transaction, so a bad
+file or a crash leaves what was stored before untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import xxhash
+
+from engine.clean import CleanSettings, clean_text, quality_flags, repeated_lines
+from engine.importers import ColumnMap, ImportProblem, open_source
+from store import documents as docs_store
+from store import examples as examples_store
+from store import transaction
+
+__all__ = ["ImportProblem", "import_file", "clean_documents", "preview_cleaning"]
+
+
+def _hash(text: str) -> str:
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
+
+
+@dataclass
+class ImportReport:
+    source: str
+    n_read: int = 0
+    n_new_documents: int = 0
+    n_new_examples: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def message(self) -> str:
+        text = (
+            f"Read {self.n_read:,} rows from {self.source}: {self.n_new_documents:,} new "
+            f"documents, {self.n_new_examples:,} new examples "
+            f"({self.n_read - self.n_new_examples:,} already stored)."
+        )
+        if self.skipped:
+            text += f" Skipped {len(self.skipped):,} malformed rows (first: {self.skipped[0][0]}: "
+            text += f"{self.skipped[0][1]})."
+        return text
+
+
+def import_file(
+    con,
+    path: str | Path,
+    mapping: ColumnMap | None = None,
+    skip_bad_rows: bool = False,
+    status: str = "pending",
+    source_name: str | None = None,
+    progress=None,
+    batch_size: int = 5000,
+) -> ImportReport:
+    """Import documents and summaries from a file, folder or Hugging Face dataset.
+
+    Re-importing the same content adds nothing (documents are keyed by a hash of their text,
+    examples by document + summary). Raises ImportProblem, storing nothing, on bad input."""
+    started = time.perf_counter()
+    src = open_source(path, mapping=mapping, skip_bad_rows=skip_bad_rows)
+    source = source_name or Path(str(path)).name
+    report = ImportReport(source=source)
+    with transaction(con):
+        import_id = docs_store.start_import(con, source, src.kind)
+        for records, done in src.batches(batch_size):
+            documents, examples = _frames(records, source, status, import_id)
+            report.n_read += len(records)
+            report.n_new_documents += docs_store.add_documents(con, documents)
+            report.n_new_examples += examples_store.add_examples(con, examples)
+            if progress:
+                progress(done, src.total)
+        if report.n_read == 0:
+            raise ImportProblem(f"{source}: no rows to import.")
+        report.skipped = list(src.skipped)
+        docs_store.finish_import(
+            con, import_id, report.n_read, report.n_new_documents, report.n_new_examples,
+            len(report.skipped),
+        )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _frames(records, source: str, status: str, import_id: int):
+    ids = [_hash(r.document) for r in records]
+    documents = pd.DataFrame(
+        {
+            "id": ids,
+            "raw_text": [r.document for r in records],
+            "title": [r.title for r in records],
+            "source": source,
+            "ref": [r.ref for r in records],
+            "n_words": [len(r.document.split()) for r in records],
+            "import_id": import_id,
+        }
+    )
+    summaries = [r.summary for r in records]
+    examples = pd.DataFrame(
+        {
+            "document_id": ids,
+            "summary": summaries,
+            "origin": "imported",
+            "source": source,
+            "status": status,
+            "flags": [quality_flags(r.document, r.summary) for r in records],
+            "content_hash": [
+                _hash(i + "\x00" + " ".join((s or "").split())) for i, s in zip(ids, summaries)
+            ],
+            "n_summary_words": [len(s.split()) if s else 0 for s in summaries],
+        }
+    )
+    return documents, examples
+
+
+@dataclass
+class CleanReport:
+    n_documents: int
+    n_changed: int
+    n_repeated_lines: int
+    seconds: float
+
+
+def clean_documents(con, settings: CleanSettings = CleanSettings(), progress=None) -> CleanReport:
+    """Clean every document from its raw text (never from a previous cleaning), record a new
+    version where the text changed, then recompute quality flags."""
+    started = time.perf_counter()
+    total = docs_store.count_documents(con)
+    repeats = _corpus_repeats(con)
+    n_changed = done = 0
+    with transaction(con):
+        for batch in docs_store.iter_texts(con, "raw_text"):
+            cleaned = pd.DataFrame(
+                {"id": batch["id"], "text": [clean_text(t, settings, repeats) for t in batch["text"]]}
+            )
+            n_changed += docs_store.save_clean_texts(con, cleaned, settings.key())
+            done += len(batch)
+            if progress:
+                progress(done, total)
+        refresh_flags(con)
+    return CleanReport(total, n_changed, len(repeats), time.perf_counter() - started)
+
+
+def _corpus_repeats(con) -> frozenset[str]:
+    texts = (t for batch in docs_store.iter_texts(con, "raw_text") for t in batch["text"])
+    return repeated_lines(texts)
+
+
+def preview_cleaning(con, settings: CleanSettings, limit: int = 5) -> list[dict]:
+    """Documents whose cleaned text would change, with before and after, changing nothing."""
+    repeats = _corpus_repeats(con)
+    out = []
+    for batch in docs_store.iter_texts(con, "raw_text"):
+        for doc_id, text in zip(batch["id"], batch["text"]):
+            after = clean_text(text, settings, repeats)
+            if after != text:
+                out.append({"id": doc_id, "before": text, "after": after})
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def refresh_flags(con, context_window: int | None = None):
+    """Recompute every example's quality flags from the current cleaned text."""
+    for batch in examples_store.examples_for_flags(con):
+        flags = [
+            quality_flags(
+                d, s, None if pd.isna(n) else int(n), context_window if not pd.isna(n) else None
+            )
+            for d, s, n in zip(batch["document"], batch["summary"], batch["n_tokens"])
+        ]
+        examples_store.set_flags(con, pd.DataFrame({"id": batch["id"], "flags": flags}))
+
+
+def count_tokens(con, model_dir: str | Path, progress=None) -> int:
+    """Count each document's tokens in the chosen model's tokenizer and flag those over its
+    context window. Returns the context window used."""
+    from engine.models import context_window, load_tokenizer
+
+    tokenizer = load_tokenizer(str(model_dir))
+    window = context_window(model_dir)
+    total, done = docs_store.count_documents(con), 0
+    with transaction(con):
+        for batch in docs_store.iter_texts(con, "clean_text"):
+            ids = tokenizer(list(batch["text"]), add_special_tokens=False)["input_ids"]
+            counts = pd.DataFrame({"id": batch["id"], "n_tokens": [len(i) for i in ids]})
+            docs_store.set_token_counts(con, counts)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+        refresh_flags(con, window)
+    return window

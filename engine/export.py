@@ -1,0 +1,57 @@
+"""Export a frozen dataset version: chat-format prompt/completion JSONL and a Hugging Face
+dataset on disk (`datasets.load_from_disk(folder)`), one split per file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from engine.prompts import DEFAULT_INSTRUCTION, training_record
+
+SPLITS = ("train", "validation", "test")
+
+
+def export_rows(rows: pd.DataFrame, out_dir: Path, instruction: str = DEFAULT_INSTRUCTION) -> dict:
+    """Write `<split>.jsonl` and `hf/` under out_dir from rows (split, document, summary, ...).
+    Returns the number of examples per split."""
+    from datasets import Dataset, DatasetDict
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts, parts = {}, {}
+    for split in SPLITS:
+        part = rows[rows["split"] == split]
+        records = [
+            training_record(d, s, instruction) | {"id": int(i)}
+            for d, s, i in zip(part["document"], part["summary"], part["example_id"])
+        ]
+        with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        counts[split] = len(records)
+        if records:
+            parts[split] = Dataset.from_list(records)
+    if parts:
+        DatasetDict(parts).save_to_disk(str(out_dir / "hf"))
+    return counts
+
+
+def export_dataset(con, dataset_id: int | None = None, out_dir: Path | None = None, note: str = ""):
+    """Export a dataset version (freezing a new one from the accepted, split examples when no id
+    is given). Returns (dataset_id, out_dir, counts per split)."""
+    from engine.paths import exports_dir
+    from store import splits as splits_store
+    from store import transaction
+
+    if dataset_id is None:
+        with transaction(con):
+            dataset_id = splits_store.freeze_dataset(con, note)
+    rows = splits_store.dataset_rows(con, dataset_id)
+    if rows.empty:
+        raise ValueError(
+            f"Dataset version {dataset_id} is empty: accept some examples and split them first "
+            "(python -m engine split)."
+        )
+    out_dir = out_dir or exports_dir() / f"dataset-{dataset_id}"
+    return dataset_id, out_dir, export_rows(rows, Path(out_dir))

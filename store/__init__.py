@@ -1,0 +1,5 @@
+"""The DuckDB store: the only package that talks to the database. See db.py and migrations.py."""
+
+from store.db import connect, migrate, transaction
+
+__all__ = ["connect", "migrate", "transaction"]

@@ -1,0 +1,89 @@
+"""Train/validation/test assignments, frozen dataset versions and app settings."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TEST_LOCK = "test_split_locked"
+
+
+def split_units(con) -> pd.DataFrame:
+    """Examples eligible for a split (with a summary, not rejected) and their group: the
+    duplicate cluster of their document, or the document itself."""
+    return con.execute(
+        """SELECT e.id, coalesce(d.cluster_id, d.id) AS group_key, e.split
+           FROM examples e JOIN documents d ON d.id = e.document_id
+           WHERE e.summary IS NOT NULL AND e.status <> 'rejected' ORDER BY e.id"""
+    ).fetchdf()
+
+
+def set_splits(con, splits: pd.DataFrame) -> int:
+    """splits: columns id, split (NULL clears). Returns rows changed."""
+    con.register("_splits", splits)
+    try:
+        return con.execute(
+            "UPDATE examples SET split = s.split FROM _splits s "
+            "WHERE examples.id = s.id AND examples.split IS DISTINCT FROM s.split"
+        ).fetchone()[0]
+    finally:
+        con.unregister("_splits")
+
+
+def freeze_dataset(con, note: str = "", statuses: tuple[str, ...] = ("accepted",)) -> int:
+    """Copy the split examples with these statuses into a new dataset version; return its id."""
+    dataset_id = con.execute(
+        "INSERT INTO dataset_versions (note) VALUES (?) RETURNING id", [note]
+    ).fetchone()[0]
+    con.execute(
+        """INSERT INTO dataset_examples
+           SELECT ?, e.id, e.split, d.clean_text, e.summary, d.title
+           FROM examples e JOIN documents d ON d.id = e.document_id
+           WHERE e.split IS NOT NULL AND e.summary IS NOT NULL
+             AND e.status IN (SELECT unnest(?)) ORDER BY e.id""",
+        [dataset_id, list(statuses)],
+    )
+    con.execute(
+        """UPDATE dataset_versions SET
+             n_train = (SELECT count(*) FILTER (split = 'train') FROM dataset_examples
+                        WHERE dataset_id = $1),
+             n_validation = (SELECT count(*) FILTER (split = 'validation') FROM dataset_examples
+                        WHERE dataset_id = $1),
+             n_test = (SELECT count(*) FILTER (split = 'test') FROM dataset_examples
+                        WHERE dataset_id = $1)
+           WHERE id = $1""",
+        [dataset_id],
+    )
+    return dataset_id
+
+
+def list_datasets(con) -> pd.DataFrame:
+    return con.execute("SELECT * FROM dataset_versions ORDER BY id DESC").fetchdf()
+
+
+def dataset_rows(con, dataset_id: int) -> pd.DataFrame:
+    return con.execute(
+        "SELECT example_id, split, document, summary, title FROM dataset_examples "
+        "WHERE dataset_id = ? ORDER BY example_id",
+        [dataset_id],
+    ).fetchdf()
+
+
+def get_setting(con, key: str, default: str | None = None) -> str | None:
+    row = con.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_setting(con, key: str, value: str):
+    con.execute(
+        "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+
+
+def count_unclustered(con) -> int:
+    """Documents added since the last duplicate pass."""
+    return con.execute("SELECT count(*) FROM documents WHERE cluster_id IS NULL").fetchone()[0]
+
+
+def clear_splits(con):
+    con.execute("UPDATE examples SET split = NULL WHERE split IS NOT NULL")

@@ -1,19 +1,33 @@
-"""Tuneloop's frame: page config, navigation and the sidebar status. Run: streamlit run streamlit_app.py"""
+"""Tuneloop's frame: page config, the login gate, navigation and the sidebar status.
+
+Run: streamlit run streamlit_app.py
+"""
 
 import streamlit as st
 
+from engine.auth import can
+from pages._login import login_gate, logout_ui
 from pages._ui import db, sidebar_status
 
 st.set_page_config(page_title="Tuneloop", page_icon="🔁", layout="wide")
-db()  # opens the store (loading the sample set into an empty one) before any page draws
-page = st.navigation(
-    {
-        "Curate": [
-            st.Page("pages/data.py", title="Data", icon="📥", default=True),
-            st.Page("pages/curate.py", title="Curate", icon="✍️"),
-            st.Page("pages/duplicates.py", title="Duplicates", icon="👯"),
-        ],
-    }
-)
+user = login_gate(db())  # db() also loads the sample set into an empty store
+if user is None:
+    st.stop()
+pages = {
+    "Curate": [
+        st.Page("pages/data.py", title="Data", icon="📥", default=True),
+        st.Page("pages/curate.py", title="Curate", icon="✍️"),
+        st.Page("pages/duplicates.py", title="Duplicates", icon="👯"),
+    ],
+    "Label": [
+        st.Page("pages/chat.py", title="Chat", icon="💬"),
+        st.Page("pages/label.py", title="Label", icon="🏷️"),
+        st.Page("pages/review.py", title="Review", icon="⭐"),
+    ],
+}
+if can(user, "users"):
+    pages["Admin"] = [st.Page("pages/users.py", title="Users", icon="👤")]
+page = st.navigation(pages)
 sidebar_status()
+logout_ui()
 page.run()

@@ -7,6 +7,9 @@
     python -m engine split [--seed 13] [--validation 0.1] [--test 0.1] [--reset]
     python -m engine export [--dataset ID] [--out DIR]
     python -m engine stats
+    python -m engine users add NAME [--role reviewer|admin]
+    python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
+    python -m engine draft-worker RUN_DIR                (the background worker itself)
 """
 
 from __future__ import annotations
@@ -94,6 +97,42 @@ def cmd_stats(con, args):
     print(f"duplicate clusters: {clusters:,} ({members:,} documents)")
 
 
+def cmd_users(con, args):
+    import getpass
+
+    from engine.auth import create_user
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass()
+    create_user(con, args.name, password, args.role)
+    print(f"Added {args.name} ({args.role}).")
+
+
+def cmd_draft(con, args):
+    import time
+
+    from engine.generate import GenerationSettings
+    from engine.labelling import refresh_drafting, start_drafting
+    from engine.registry import ensure_default_model, production_model
+
+    ensure_default_model(con)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    run_id = start_drafting(con, args.model or production_model(con), settings, limit=args.limit)
+    print(f"Drafting run {run_id} started; Ctrl+C cancels it.", file=sys.stderr)
+    try:
+        while (state := refresh_drafting(con, run_id)).state == "running":
+            time.sleep(1)
+    except KeyboardInterrupt:
+        from engine.runs import cancel_run
+
+        cancel_run(con, run_id)
+        print("Cancel requested: the worker stops after its current batch.", file=sys.stderr)
+        while (state := refresh_drafting(con, run_id)).state == "running":
+            time.sleep(1)
+    print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
+    if state.state == "failed":
+        raise RuntimeError(f"Drafting run {run_id} failed.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,10 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stats", help="counts by status, split, source and flag").set_defaults(
         run=cmd_stats
     )
+    p = sub.add_parser("users", help="manage accounts")
+    users = p.add_subparsers(dest="action", required=True)
+    p = users.add_parser("add", help="add a user (asks for the password)")
+    p.add_argument("name")
+    p.add_argument("--role", default="reviewer", choices=["reviewer", "admin"])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(run=cmd_users)
+    p = sub.add_parser("draft", help="draft summaries for documents without one")
+    p.add_argument("--model", help="a registered model id (default: the production model)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.set_defaults(run=cmd_draft)
     return parser
 
 
+WORKERS = {  # background workers: they never open the database
+    "draft-worker": "engine.draft",
+}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in WORKERS:
+        import importlib
+
+        return importlib.import_module(WORKERS[argv[0]]).main(argv[1:])
     from engine.importers import ImportProblem
     from store import connect
 
@@ -139,7 +200,7 @@ def main(argv=None) -> int:
     try:
         con = connect(db_path())
         args.run(con, args)
-    except (ImportProblem, ValueError, RuntimeError) as e:
+    except (ImportProblem, ValueError, RuntimeError) as e:  # AuthProblem is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -79,6 +79,7 @@ def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
 def start_worker(run_dir: str | Path, args: list[str], env: dict | None = None) -> int:
     """Start `python -m engine ARGS` for a run in its own process group; return its pid."""
     run_dir = Path(run_dir)
+    (run_dir / "cancel").unlink(missing_ok=True)  # a resumed run starts without the old request
     log = open(run_dir / "worker.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", *args],

@@ -48,3 +48,50 @@ def progress_ui(label: str):
             bar.progress(min(1.0, done / total), text=f"{label} {done:,} / {total:,}")
 
     return update
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_model_cached(path: str, adapter: str | None):
+    """Each model is loaded once per process and shared by every session."""
+    from engine.generate import load_model
+
+    return load_model(path, adapter)
+
+
+def model_ui(con, label: str, key: str) -> str:
+    """A registered-model picker (the production model first); returns the model id."""
+    from engine.registry import ensure_default_model, production_model
+    from store import registry as reg_store
+
+    with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
+        ensure_default_model(con, progress=lambda msg: None)
+    ids = reg_store.list_models(con)["id"].tolist()
+    production = production_model(con)
+    ids.sort(key=lambda i: i != production)
+    return st.selectbox(label, ids, key=key)
+
+
+def generation_ui(prefix: str):
+    """Generation settings in an expander; returns GenerationSettings."""
+    from engine.generate import GenerationSettings
+
+    with st.expander("Generation settings"):
+        c = st.columns(4)
+        return GenerationSettings(
+            max_new_tokens=c[0].number_input("Max new tokens", 8, 2048, 160,
+                                             key=f"{prefix}_max_new"),
+            temperature=c[1].number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1,
+                                          key=f"{prefix}_temp"),
+            top_p=c[2].number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key=f"{prefix}_top_p"),
+            repetition_penalty=c[3].number_input("Repetition penalty", 0.5, 2.0, 1.1, 0.05,
+                                                 key=f"{prefix}_rep"),
+        )
+
+
+def require(action: str):
+    """Stop the page for users whose role may not do `action`."""
+    from engine.auth import can
+
+    if not can(st.session_state.get("user"), action):
+        st.error("Your account cannot do this: ask an admin.")
+        st.stop()

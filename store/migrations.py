@@ -91,4 +91,101 @@ def m001_core(con):
     con.execute("CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
 
 
-MIGRATIONS = [m001_core]
+
+
+
+def m002_labelling(con):
+    """Users, the versioned prompt template, registered models, drafts, reviews, chat history
+    and background runs."""
+    con.execute(
+        """CREATE TABLE users (
+            name VARCHAR PRIMARY KEY,
+            password_hash VARCHAR NOT NULL,   -- bcrypt
+            role VARCHAR NOT NULL,            -- admin | reviewer
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE prompt_versions (
+            version INTEGER PRIMARY KEY,
+            instruction VARCHAR NOT NULL,
+            created_by VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE models (
+            id VARCHAR PRIMARY KEY,           -- short name used everywhere
+            kind VARCHAR NOT NULL,            -- base | lora | full
+            path VARCHAR NOT NULL,            -- folder, or a Hub id for online users
+            base_id VARCHAR,                  -- the base model an adapter applies to
+            run_id VARCHAR,                   -- the training run that made it
+            note VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute("CREATE SEQUENCE draft_ids START 1")
+    con.execute(
+        """CREATE TABLE drafts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('draft_ids'),
+            document_id VARCHAR NOT NULL,
+            summary VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            prompt_version INTEGER NOT NULL,
+            run_id VARCHAR,
+            n_generated_tokens INTEGER,
+            truncated BOOLEAN NOT NULL DEFAULT FALSE,  -- the document was cut to fit the context
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute("CREATE SEQUENCE review_ids START 1")
+    con.execute(
+        """CREATE TABLE reviews (
+            id BIGINT PRIMARY KEY DEFAULT nextval('review_ids'),
+            draft_id BIGINT NOT NULL,
+            reviewer VARCHAR NOT NULL,
+            rating INTEGER,                   -- 1..5
+            faithful BOOLEAN, complete BOOLEAN, concise BOOLEAN,
+            action VARCHAR NOT NULL,          -- saved | unusable | skipped
+            edited_summary VARCHAR,
+            example_id BIGINT,                -- the accepted example the correction became
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE assignments (
+            draft_id BIGINT NOT NULL, reviewer VARCHAR NOT NULL,
+            assigned_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (draft_id, reviewer)
+        )"""
+    )
+    con.execute("CREATE SEQUENCE message_ids START 1")
+    con.execute(
+        """CREATE TABLE chat_messages (
+            id BIGINT PRIMARY KEY DEFAULT nextval('message_ids'),
+            username VARCHAR NOT NULL, conversation VARCHAR NOT NULL,
+            role VARCHAR NOT NULL, content VARCHAR NOT NULL, model_id VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE runs (
+            id VARCHAR PRIMARY KEY,           -- also the run folder's name
+            kind VARCHAR NOT NULL,            -- draft | train | eval
+            run_dir VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,           -- queued | running | succeeded | failed | cancelled
+            reason VARCHAR,
+            config VARCHAR NOT NULL,          -- JSON copy of config.json
+            events_offset BIGINT NOT NULL DEFAULT 0,  -- how far events.jsonl was ingested
+            created_by VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            finished_at TIMESTAMP
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE run_events (
+            run_id VARCHAR NOT NULL, time DOUBLE NOT NULL, type VARCHAR NOT NULL,
+            data VARCHAR NOT NULL             -- the event as JSON
+        )"""
+    )
+MIGRATIONS = [m001_core, m002_labelling]

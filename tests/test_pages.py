@@ -12,9 +12,14 @@ from tests.conftest import write_jsonl
 
 @pytest.fixture
 def app(home):
+    """The app on a fresh install, after creating the admin account on the first visit."""
     at = AppTest.from_file("streamlit_app.py", default_timeout=120)
     at.run()
+    at.text_input(key="login_new_name").input("admin")
+    at.text_input(key="login_new_password").input("correct horse")
+    at.button[0].click().run()
     assert not at.exception, at.exception
+    assert at.session_state["user"] == {"name": "admin", "role": "admin"}
     return at
 
 

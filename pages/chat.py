@@ -1,0 +1,79 @@
+"""Chat: talk to any registered model, or ask it to summarize a document from the store, pasted
+or uploaded. Tokens stream as they are generated; history is kept per user in the store."""
+
+import uuid
+
+import streamlit as st
+
+from engine.generate import stream_chat
+from engine.prompts import build_messages
+from engine.registry import current_prompt, resolve
+from pages._ui import db, generation_ui, load_model_cached, model_ui
+from store import chat as chat_store
+from store import examples as examples_store
+from store import registry as reg_store
+
+con = db()
+user = st.session_state["user"]["name"]
+st.title("Chat")
+if "chat_conversation" not in st.session_state:
+    st.session_state["chat_conversation"] = uuid.uuid4().hex[:8]
+with st.sidebar:
+    if st.button("New chat", key="chat_new"):
+        st.session_state["chat_conversation"] = uuid.uuid4().hex[:8]
+    past = chat_store.conversations(con, user)
+    if past:
+        st.selectbox("Earlier chats", past, key="chat_conversation")
+conversation = st.session_state["chat_conversation"]
+
+c = st.columns(2)
+with c[0]:
+    model_a = model_ui(con, "Model", "chat_model")
+others = [m for m in reg_store.list_models(con)["id"] if m != model_a]
+model_b = c[1].selectbox("Side by side with (optional)", ["—", *others], key="chat_model_b")
+settings = generation_ui("chat")
+
+with st.expander("Summarize a document"):
+    example_id = st.number_input("Example id from the store", 0, key="chat_example")
+    pasted = st.text_area("…or paste a document", key="chat_paste")
+    upload = st.file_uploader("…or upload a .txt file", type=["txt", "md"], key="chat_upload")
+    summarize = st.button("Summarize", key="chat_summarize")
+
+history = chat_store.conversation(con, user, conversation)
+for m in history:
+    with st.chat_message(m["role"]):
+        if m["model_id"]:
+            st.caption(m["model_id"])
+        st.markdown(m["content"])
+
+prompt = st.chat_input("Message the model", key="chat_input")
+messages = None
+if summarize:
+    row = examples_store.get_example(con, int(example_id)) if example_id else None
+    document = (row["clean_text"] if row else None) or pasted or (
+        upload.getvalue().decode("utf-8", "replace") if upload else "")
+    if not document.strip():
+        st.error("Give an example id, paste a document or upload a file to summarize.")
+    else:
+        _, instruction = current_prompt(con)
+        messages = build_messages(document, instruction)
+elif prompt:
+    messages = [{"role": m["role"], "content": m["content"]} for m in history
+                if m["role"] == "user" or m["model_id"] == model_a]
+    messages.append({"role": "user", "content": prompt})
+
+if messages:
+    chat_store.add_message(con, user, conversation, "user", messages[-1]["content"])
+    with st.chat_message("user"):
+        st.markdown(messages[-1]["content"])
+    for model_id in [model_a] + ([model_b] if model_b != "—" else []):
+        ref = resolve(con, model_id)
+        model, tokenizer = load_model_cached(ref.path, ref.adapter)
+        with st.chat_message("assistant"):
+            st.caption(model_id)
+            try:
+                reply = st.write_stream(stream_chat(model, tokenizer, messages, settings))
+            except ValueError as e:
+                st.error(str(e))
+                continue
+        chat_store.add_message(con, user, conversation, "assistant", reply, model_id)

@@ -1,15 +1,15 @@
 """Command line for every job the pages can start: `python -m engine COMMAND --help`.
 
-    python -m engine import data.jsonl [--document-column text] [--skip-bad-rows]
-    python -m engine clean [--remove-citations]
-    python -m engine dedupe [--threshold 0.8] [--semantic]
-    python -m engine resolve --policy accepted|longest|newest
-    python -m engine split [--seed 13] [--validation 0.1] [--test 0.1] [--reset]
-    python -m engine export [--dataset ID] [--out DIR]
-    python -m engine stats
-    python -m engine users add NAME [--role reviewer|admin]
-    python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
-    python -m engine draft-worker RUN_DIR                (the background worker itself)
+python -m engine import data.jsonl [--document-column text] [--skip-bad-rows]
+python -m engine clean [--remove-citations]
+python -m engine dedupe [--threshold 0.8] [--semantic]
+python -m engine resolve --policy accepted|longest|newest
+python -m engine split [--seed 13] [--validation 0.1] [--test 0.1] [--reset]
+python -m engine export [--dataset ID] [--out DIR]
+python -m engine stats
+python -m engine users add NAME [--role reviewer|admin]
+python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
+python -m engine draft-worker RUN_DIR                (the background worker itself)
 """
 
 from __future__ import annotations
@@ -33,7 +33,11 @@ def cmd_import(con, args):
     if args.document_column:
         mapping = ColumnMap(args.document_column, args.summary_column, args.title_column)
     report = import_file(
-        con, args.path, mapping, skip_bad_rows=args.skip_bad_rows, status=args.status,
+        con,
+        args.path,
+        mapping,
+        skip_bad_rows=args.skip_bad_rows,
+        status=args.status,
         progress=_progress,
     )
     print(file=sys.stderr)

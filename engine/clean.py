@@ -79,19 +79,21 @@ _GUTTER = re.compile(r"[ \t]*(\d{1,2})(?:[ \t]+|$)")
 
 # --- joins and citations ---------------------------------------------------------------------
 _HYPHEN_BREAK = re.compile(r"-[ \t]*\n(?:[ \t]*\n)*[ \t]*([a-z]+)")  # led by a literal: fast
-_LEFT_WORD = re.compile(r"\b[A-Za-z]*[a-z]$")
-_CITATION = re.compile(
-    r"(?=[ \t,]*[\dA-Z&])[ \t]*,?[ \t]*(?:"
-    r"\d+ ?U\. ?S\. ?C\.(?: ?A\.)? ?(?:§+ ?)?\d+[\w.\-–]*(?:\(\w+\))*(?: (?:et seq\.|note))?"
-    r"|\d+ C\. ?F\. ?R\. ?(?:§+ ?)?\d[\d.]*(?:\(\w+\))*|\d+ Stat\. \d+"
-    r"|Pub(?:lic)?\.? L(?:aw)?\.? (?:No\. )?\d+[-–]\d+"
-    r"|\d+ (?:U\. ?S\.|S\. ?Ct\.|L\. ?Ed\.(?: ?2d)?|F\.(?: ?(?:2d|3d|4th)| ?Supp\.(?: ?[23]d)?)?"
+_LEFT_WORD = re.compile(r"\b[A-Za-z]*[a-z]\Z")
+_CITATION = re.compile(  # the lookahead lets the engine skip most positions quickly
+    r"(?=[\dA-Z&])\b(?:\d+ ?(?:"
+    r"U\. ?S\. ?C\.(?: ?A\.)? ?(?:§+ ?)?\d+[\w.\-–]*(?:\(\w+\))*(?: (?:et seq\.|note))?"
+    r"|C\. ?F\. ?R\. ?(?:§+ ?)?\d[\d.]*(?:\(\w+\))*|Stat\. \d+"
+    r"|(?:U\. ?S\.|S\. ?Ct\.|L\. ?Ed\.(?: ?2d)?|F\.(?: ?(?:2d|3d|4th)| ?Supp\.(?: ?[23]d)?)?"
     r"|[A-Z][a-z]*\.(?: ?[A-Z][a-z]*\.)*(?: ?(?:2d|3d|4th|5th))?) \d+(?:, ?\d+)*"
-    r"(?: ?\([^()\n]{0,40}?\d{4}\))?"
+    r"(?: ?\([^()\n]{0,40}?\d{4}\))?)"
+    r"|Pub(?:lic)?\.? L(?:aw)?\.? (?:No\. )?\d+[-–]\d+"
     r"|(?:(?:[A-Z][a-z]{0,6}\.)+ |& ){1,5}(?:[A-Z][a-z]+ )?(?:Code|Laws?|Stat\.)"
     r"(?: (?:[A-Z][a-z]*\.|&))* ?§+ ?\d[\d.:\-–]*[a-z]?(?:\(\w+\))*)"
 )
-_EMPTY_PARENS = re.compile(r"[ \t]*\([ \t]*(?:[,;][ \t]*)*\)")
+_EMPTY_PARENS = re.compile(  # parentheses left empty, or holding only "see", "cf.", …
+    r"[ \t]*\([ \t]*(?:(?:[Ss]ee(?: also)?|[Cc]f\.|e\.g\.,?|[Ii]d\.)[ \t]*)?(?:[,;][ \t]*)*\)"
+)
 
 
 @dataclass(frozen=True)
@@ -180,19 +182,29 @@ def clean_text(
     settings: CleanSettings = DEFAULT_SETTINGS,
     corpus_repeats: frozenset[str] = frozenset(),
 ) -> str:
-    """The cleaned text; page breaks (form feeds) become line breaks. Lines are removed
-    whole, or have a gutter number cut off; words are joined, never changed or dropped."""
+    """The cleaned text; page breaks (form feeds) become line breaks. Lines are removed whole
+    or lose a gutter number; words split by a hyphen are joined; no other word is dropped or
+    changed unless citations are to be removed. corpus_repeats: from repeated_lines."""
     s = settings
     if s.normalize_unicode:
         text = _normalize(text)
     if s.remove_citations:  # first, so that a line left empty or bare is judged as such
-        text = _EMPTY_PARENS.sub("", _CITATION.sub("", text))
+        text = _remove_citations(text)
     text = _process_lines(text, s, corpus_repeats)
-    if s.join_hyphenated:
-        text = _HYPHEN_BREAK.sub(lambda m: _join(m, text), text)
     if s.normalize_unicode:
         text = _BLANK_RUNS.sub("\n\n\n", text).lstrip("\n").rstrip()
     return text
+
+
+def _remove_citations(text: str) -> str:
+    """Drop citations with the comma and spaces before them, then parentheses left empty."""
+    parts, end = [], 0
+    for m in _CITATION.finditer(text):
+        head = text[end : m.start()].rstrip(" \t")
+        parts.append(head[:-1].rstrip(" \t") if head.endswith(",") else head)
+        end = m.end()
+    parts.append(text[end:])
+    return _EMPTY_PARENS.sub("", "".join(parts))
 
 
 def _join(m: re.Match, text: str) -> str:
@@ -210,11 +222,12 @@ def _process_lines(text: str, s: CleanSettings, corpus_repeats: frozenset[str]) 
     pages = [page.split("\n") for page in text.split("\f")]
     lines = [line for page in pages for line in page]
     sizes = [len(page) for page in pages] if len(pages) >= 3 else []
-    lines = _drop_lines(lines, s, corpus_repeats, sizes)
-    # Gutters come after the other removals, so the share of numbered lines does not change
-    # when the cleaned text is cleaned again; a header that hid behind a number goes next.
+    text = _join_hyphens("\n".join(_drop_lines(lines, s, corpus_repeats, sizes)), s)
+    lines = text.split("\n")
+    # Gutters come after the other removals and joins, so the share of numbered lines does
+    # not change when the cleaned text is cleaned again; a header behind a number goes next.
     if s.strip_line_numbers and _strip_gutters(lines):
-        lines = _drop_lines(lines, s, corpus_repeats, [])
+        lines = _join_hyphens("\n".join(_drop_lines(lines, s, corpus_repeats, [])), s).split("\n")
     if s.normalize_unicode:
         for i, line in enumerate(lines):
             line = line.rstrip()
@@ -223,6 +236,10 @@ def _process_lines(text: str, s: CleanSettings, corpus_repeats: frozenset[str]) 
                 line = line[: len(line) - len(body)] + " ".join(body.split())
             lines[i] = line
     return "\n".join(lines)
+
+
+def _join_hyphens(text: str, s: CleanSettings) -> str:
+    return _HYPHEN_BREAK.sub(lambda m: _join(m, text), text) if s.join_hyphenated else text
 
 
 def _drop_lines(
@@ -265,8 +282,8 @@ def _page_headers(page_sizes: list[int], keys: list[str]) -> set[str]:
 
 
 def _strip_gutters(lines: list[str]) -> bool:
-    """Cut pleading-paper line numbers (1, 2, 3…, starting again lower on a new page) off the
-    start of lines, in place, when they are at least half of the non-blank lines."""
+    """Cut pleading-paper line numbers (1, 2, 3…, lower again on a new page) off the start of
+    lines, in place, when they are at least half of the non-blank lines."""
     numbered = [line.lstrip(" \t")[:1].isdigit() for line in lines]
     n_lines = sum(1 for line in lines if line.strip())
     if sum(numbered) * 2 < n_lines:
@@ -274,7 +291,8 @@ def _strip_gutters(lines: list[str]) -> bool:
     hits, previous = [], 0
     for i in (i for i, starts in enumerate(numbered) if starts):
         m = _GUTTER.match(lines[i])
-        if m and (int(m[1]) == previous + 1 or int(m[1]) < previous):
+        # gaps of up to 3: blank numbered lines went as page numbers; lower: a new page
+        if m and (previous < int(m[1]) <= previous + 3 or int(m[1]) < previous):
             hits.append((i, m.end()))
             previous = int(m[1])
     if len(hits) < 5 or len(hits) * 2 < n_lines:
@@ -300,85 +318,6 @@ def diff_preview(before: str, after: str, context: int = 2) -> list[tuple[str, s
             out += [("-", line) for line in a[i1:i2]]
             out += [("+", line) for line in b[j1:j2]]
     return out
-
-
-# --- quality flags ---------------------------------------------------------------------------
-COPY_SPAN = 8  # words in a run that counts as copied
-COPY_SHARE = 0.8  # share of summary words inside copied runs that flags a summary
-FLAG_DESCRIPTIONS = {
-    "empty_document": "The document is empty or only whitespace.",
-    "short_document": "The document has fewer than 30 words: too little to summarise.",
-    "empty_summary": "The summary is empty or only whitespace.",
-    "summary_longer_than_document": "The summary has more words than the document.",
-    "summary_copied": f"At least {COPY_SHARE:.0%} of the summary's words sit in runs of "
-    f"{COPY_SPAN} or more words copied verbatim from the document: an extract, not a summary.",
-    "garbled": "The document or summary looks garbled: broken encoding (Ã©, �), mostly "
-    "non-letters, or words run together, as from a bad PDF extraction.",
-    "over_context": "The document has more tokens than the model's context window, so "
-    "training sees it truncated.",
-}
-_WORDS = re.compile(r"\w+")
-_MOJIBAKE = re.compile(r"\ufffd|Ã[\x80-\xbf]|â€|Â[\xa0-\xbf]|ï¿½")
-_RUN_ON = re.compile(r"[^\W\d_]{30,}")  # 30+ letters unbroken: words run together (PDF)
-
-
-def quality_flags(
-    document: str,
-    summary: str | None,
-    n_doc_tokens: int | None = None,
-    context_window: int | None = None,
-) -> list[str]:
-    """Names of the flags that apply (keys of FLAG_DESCRIPTIONS). Nothing is ever dropped.
-    A summary of None means "not written yet" and raises no summary flag."""
-    flags = []
-    n_doc = len(document.split())
-    if n_doc == 0:
-        flags.append("empty_document")
-    elif n_doc < 30:
-        flags.append("short_document")
-    if summary is not None:
-        n_sum = len(summary.split())
-        if n_sum == 0:
-            flags.append("empty_summary")
-        elif n_doc and n_sum > n_doc:
-            flags.append("summary_longer_than_document")
-        if n_sum and n_doc and copied_share(document, summary) >= COPY_SHARE:
-            flags.append("summary_copied")
-    if looks_garbled(document) or (summary is not None and looks_garbled(summary)):
-        flags.append("garbled")
-    if n_doc_tokens is not None and context_window is not None and n_doc_tokens > context_window:
-        flags.append("over_context")
-    return flags
-
-
-def copied_share(document: str, summary: str, span: int = COPY_SPAN) -> float:
-    """Share of the summary's words inside runs of `span`+ words that also occur in the
-    document (case-insensitive); 0 for summaries shorter than `span` words."""
-    s = _WORDS.findall(summary.lower())
-    if len(s) < span:
-        return 0.0
-    d = _WORDS.findall(document.lower())
-    grams = set(zip(*(d[k:] for k in range(span)), strict=False))
-    covered = bytearray(len(s))
-    for i, gram in enumerate(zip(*(s[k:] for k in range(span)), strict=False)):
-        if gram in grams:
-            covered[i : i + span] = b"\x01" * span
-    return sum(covered) / len(s)
-
-
-def looks_garbled(text: str) -> bool:
-    """Broken encoding (3+ signs, or 1 per 100 words), under half letters, or over 10% of
-    characters in runs of 30+ letters. BillSum and 119th-Congress bills, with their numbers,
-    § signs, tables and citations, have at least 62% letters and no such runs."""
-    chars = len(text) - sum(map(text.count, " \n\t\f\r"))
-    if chars < 20:
-        return False
-    bad = len(_MOJIBAKE.findall(text))
-    if bad >= 3 or bad / len(text.split()) >= 0.01:
-        return True
-    if len(_NON_LETTERS.sub("", text)) < 0.5 * chars:
-        return True
-    return sum(map(len, _RUN_ON.findall(text))) > 0.1 * chars
 
 
 if __name__ == "__main__":

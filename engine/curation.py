@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import xxhash
 
-from engine.clean import CleanSettings, clean_text, quality_flags, repeated_lines
+from engine.clean import CleanSettings, clean_text, repeated_lines
+from engine.quality import quality_flags
 from engine.importers import ColumnMap, ImportProblem, open_source
 from store import documents as docs_store
 from store import examples as examples_store
@@ -79,7 +80,11 @@ def import_file(
             raise ImportProblem(f"{source}: no rows to import.")
         report.skipped = list(src.skipped)
         docs_store.finish_import(
-            con, import_id, report.n_read, report.n_new_documents, report.n_new_examples,
+            con,
+            import_id,
+            report.n_read,
+            report.n_new_documents,
+            report.n_new_examples,
             len(report.skipped),
         )
     report.seconds = time.perf_counter() - started
@@ -135,7 +140,10 @@ def clean_documents(con, settings: CleanSettings = CleanSettings(), progress=Non
     with transaction(con):
         for batch in docs_store.iter_texts(con, "raw_text"):
             cleaned = pd.DataFrame(
-                {"id": batch["id"], "text": [clean_text(t, settings, repeats) for t in batch["text"]]}
+                {
+                    "id": batch["id"],
+                    "text": [clean_text(t, settings, repeats) for t in batch["text"]],
+                }
             )
             n_changed += docs_store.save_clean_texts(con, cleaned, settings.key())
             done += len(batch)

@@ -83,8 +83,11 @@ def start_worker(run_dir: str | Path, args: list[str], env: dict | None = None) 
     log = open(run_dir / "worker.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", *args],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[1], env=(os.environ | (env or {})),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+        env=(os.environ | (env or {})),
         start_new_session=True,
     )
     RunWriter(run_dir).set_status("running", pid=proc.pid, started=time.time())
@@ -127,7 +130,9 @@ def poll(run_dir: str | Path) -> RunState:
     status = read_json(run_dir / "status.json", {"state": "queued"})
     state, pid = status.get("state", "queued"), status.get("pid")
     if state == "running" and not pid_alive(pid):
-        reason = "The worker stopped without finishing. Last lines of its log:\n" + log_tail(run_dir)
+        reason = "The worker stopped without finishing. Last lines of its log:\n" + log_tail(
+            run_dir
+        )
         RunWriter(run_dir).set_status("failed", reason)
         return RunState("failed", reason, pid)
     return RunState(state, status.get("reason"), pid)

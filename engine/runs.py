@@ -46,8 +46,11 @@ def refresh_run(con, run_id: str, ingest=None) -> jobs.RunState:
     run = runs_store.get_run(con, run_id)
     if run["state"] in jobs.FINAL:
         return jobs.RunState(run["state"], run["reason"], None)
-    state = jobs.poll(run["run_dir"]) if run["state"] != "queued" else jobs.RunState(
-        "queued", None, None)
+    state = (
+        jobs.poll(run["run_dir"])
+        if run["state"] != "queued"
+        else jobs.RunState("queued", None, None)
+    )
     events, offset = jobs.read_events(run["run_dir"], int(run["events_offset"]))
     with transaction(con):
         runs_store.add_events(con, run_id, events, offset)

@@ -66,8 +66,8 @@ def split_examples(con, settings: SplitSettings = SplitSettings(), reset: bool =
     """Assign splits in the store, grouped by the current duplicate clusters (deduplicating first
     when documents were added since the last pass). Returns examples per split."""
     from engine.duplicates import dedupe_documents
-    from store import transaction
     from store import splits as splits_store
+    from store import transaction
 
     if reset and splits_store.get_setting(con, splits_store.TEST_LOCK) == "1":
         raise ValueError(

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import altair as alt
 import streamlit as st
-
-from engine.clean import FLAG_DESCRIPTIONS, CleanSettings, diff_preview
-from engine.curation import clean_documents, import_file, preview_cleaning
 from engine.importers import ColumnMap, ImportProblem
+
+from engine.clean import CleanSettings, diff_preview
+from engine.quality import FLAG_DESCRIPTIONS
+from engine.curation import clean_documents, import_file, preview_cleaning
 from engine.paths import data_dir
 from engine.split import SplitSettings, split_examples
 from pages._ui import progress_ui
@@ -58,8 +59,13 @@ def import_tab(con):
     name = files[0].name if files and len(files) == 1 else None
     try:
         report = import_file(
-            con, source, mapping, skip_bad_rows=skip, source_name=name,
-            status="accepted" if accept else "pending", progress=progress_ui("Importing…"),
+            con,
+            source,
+            mapping,
+            skip_bad_rows=skip,
+            source_name=name,
+            status="accepted" if accept else "pending",
+            progress=progress_ui("Importing…"),
         )
     except ImportProblem as e:
         st.error(f"Nothing was imported. {e}")
@@ -121,16 +127,23 @@ def overview_tab(con):
         right.altair_chart(_bar(flags, "flag", "Quality flags"))
     for column, title in (("n_words", "Document length"), ("n_summary_words", "Summary length")):
         hist = examples_store.length_histogram(con, column)
-        chart = alt.Chart(hist, title=title).mark_bar().encode(
-            x=alt.X("words:Q", title="words"), y=alt.Y("examples:Q")
+        chart = (
+            alt.Chart(hist, title=title)
+            .mark_bar()
+            .encode(x=alt.X("words:Q", title="words"), y=alt.Y("examples:Q"))
         )
         (left if column == "n_words" else right).altair_chart(chart)
 
 
 def _bar(df, column, title):
-    return alt.Chart(df, title=title).mark_bar().encode(
-        x=alt.X("n:Q", title="examples"), y=alt.Y(f"{column}:N", sort="-x", title=None),
-        tooltip=list(df.columns),
+    return (
+        alt.Chart(df, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X("n:Q", title="examples"),
+            y=alt.Y(f"{column}:N", sort="-x", title=None),
+            tooltip=list(df.columns),
+        )
     )
 
 

@@ -21,8 +21,9 @@ def login_gate(con) -> dict | None:
         st.info("Welcome! Create the admin account for this Tuneloop install.")
         with st.form("login_first_admin"):
             name = st.text_input("Admin user name", key="login_new_name")
-            password = st.text_input("Password (8+ characters)", type="password",
-                                     key="login_new_password")
+            password = st.text_input(
+                "Password (8+ characters)", type="password", key="login_new_password"
+            )
             if st.form_submit_button("Create admin account", type="primary"):
                 try:
                     create_user(con, name.strip(), password, "admin")

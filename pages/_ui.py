@@ -78,13 +78,16 @@ def generation_ui(prefix: str):
     with st.expander("Generation settings"):
         c = st.columns(4)
         return GenerationSettings(
-            max_new_tokens=c[0].number_input("Max new tokens", 8, 2048, 160,
-                                             key=f"{prefix}_max_new"),
-            temperature=c[1].number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1,
-                                          key=f"{prefix}_temp"),
+            max_new_tokens=c[0].number_input(
+                "Max new tokens", 8, 2048, 160, key=f"{prefix}_max_new"
+            ),
+            temperature=c[1].number_input(
+                "Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key=f"{prefix}_temp"
+            ),
             top_p=c[2].number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key=f"{prefix}_top_p"),
-            repetition_penalty=c[3].number_input("Repetition penalty", 0.5, 2.0, 1.1, 0.05,
-                                                 key=f"{prefix}_rep"),
+            repetition_penalty=c[3].number_input(
+                "Repetition penalty", 0.5, 2.0, 1.1, 0.05, key=f"{prefix}_rep"
+            ),
         )
 
 

@@ -50,16 +50,22 @@ prompt = st.chat_input("Message the model", key="chat_input")
 messages = None
 if summarize:
     row = examples_store.get_example(con, int(example_id)) if example_id else None
-    document = (row["clean_text"] if row else None) or pasted or (
-        upload.getvalue().decode("utf-8", "replace") if upload else "")
+    document = (
+        (row["clean_text"] if row else None)
+        or pasted
+        or (upload.getvalue().decode("utf-8", "replace") if upload else "")
+    )
     if not document.strip():
         st.error("Give an example id, paste a document or upload a file to summarize.")
     else:
         _, instruction = current_prompt(con)
         messages = build_messages(document, instruction)
 elif prompt:
-    messages = [{"role": m["role"], "content": m["content"]} for m in history
-                if m["role"] == "user" or m["model_id"] == model_a]
+    messages = [
+        {"role": m["role"], "content": m["content"]}
+        for m in history
+        if m["role"] == "user" or m["model_id"] == model_a
+    ]
     messages.append({"role": "user", "content": prompt})
 
 if messages:

@@ -5,7 +5,7 @@ Pages through the store in SQL (50 rows at a time), so it stays fast with 100,00
 
 import streamlit as st
 
-from engine.clean import FLAG_DESCRIPTIONS
+from engine.quality import FLAG_DESCRIPTIONS
 from pages._ui import db
 from store import examples as ex
 
@@ -28,9 +28,14 @@ def filter_ui() -> ex.ExampleFilter:
         words = st.slider("Document words", 0, 5000, (0, 5000), step=50, key="curate_words")
         dups = st.checkbox("Only duplicates", key="curate_dups")
     return ex.ExampleFilter(
-        statuses=tuple(statuses), sources=tuple(sources), splits=tuple(splits),
-        flag=flag or None, tag=tag or None, search=search or None,
-        min_words=words[0] or None, max_words=None if words[1] >= 5000 else words[1],
+        statuses=tuple(statuses),
+        sources=tuple(sources),
+        splits=tuple(splits),
+        flag=flag or None,
+        tag=tag or None,
+        search=search or None,
+        min_words=words[0] or None,
+        max_words=None if words[1] >= 5000 else words[1],
         duplicates_only=dups,
     )
 
@@ -59,10 +64,16 @@ def editor_ui(example_id: int):
     left, right = st.columns(2)
     left.text_area("Document (cleaned)", row["clean_text"], height=400, disabled=True)
     with right.form(f"curate_edit_{example_id}"):
-        summary = st.text_area("Reference summary", row["summary"] or "", height=250,
-                               key="curate_summary")
-        status = st.radio("Status", ex.STATUSES, ex.STATUSES.index(row["status"]),
-                          horizontal=True, key="curate_status")
+        summary = st.text_area(
+            "Reference summary", row["summary"] or "", height=250, key="curate_summary"
+        )
+        status = st.radio(
+            "Status",
+            ex.STATUSES,
+            ex.STATUSES.index(row["status"]),
+            horizontal=True,
+            key="curate_status",
+        )
         tags = st.text_input("Tags (comma-separated)", ", ".join(row["tags"]), key="curate_tags")
         if st.form_submit_button("Save", type="primary"):
             if summary.strip() != (row["summary"] or ""):
@@ -78,12 +89,17 @@ pages = max(1, -(-total // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages:,}; {total:,} examples)", 1, pages, 1, key="curate_page")
 rows = ex.page_examples(con, f, (page - 1) * PAGE_SIZE, PAGE_SIZE)
 picked = st.dataframe(
-    rows.drop(columns=["document_id"]), hide_index=True, on_select="rerun",
-    selection_mode="single-row", key="curate_table",
+    rows.drop(columns=["document_id"]),
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="curate_table",
 )
 bulk_ui(f, total)
 chosen = picked.selection.rows if picked else []
-default_id = int(rows["id"].iloc[chosen[0]]) if chosen else (int(rows["id"].iloc[0]) if len(rows) else 0)
+default_id = (
+    int(rows["id"].iloc[chosen[0]]) if chosen else (int(rows["id"].iloc[0]) if len(rows) else 0)
+)
 example_id = st.number_input("Open example id", 0, value=default_id, key="curate_open")
 if example_id:
     editor_ui(int(example_id))

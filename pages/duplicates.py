@@ -4,8 +4,8 @@ diff and keep one, or resolve every cluster by a policy."""
 import difflib
 
 import streamlit as st
-
 from engine.dedupe import DedupeSettings
+
 from engine.duplicates import POLICIES, dedupe_documents, resolve_all, resolve_cluster
 from pages._ui import db
 from store import duplicates as dup_store
@@ -20,10 +20,16 @@ with st.form("dup_detect"):
     sem_threshold = c[2].slider("Semantic threshold (cosine)", 0.8, 0.99, 0.95, 0.01)
     if st.form_submit_button("Find duplicates", type="primary"):
         with st.spinner("Comparing documents…"):
-            r = dedupe_documents(con, DedupeSettings(threshold=threshold, semantic=semantic,
-                                                     semantic_threshold=sem_threshold))
-        st.success(f"{r.n_clusters:,} clusters holding {r.n_in_clusters:,} of "
-                   f"{r.n_documents:,} documents ({r.seconds:.1f} s).")
+            r = dedupe_documents(
+                con,
+                DedupeSettings(
+                    threshold=threshold, semantic=semantic, semantic_threshold=sem_threshold
+                ),
+            )
+        st.success(
+            f"{r.n_clusters:,} clusters holding {r.n_in_clusters:,} of "
+            f"{r.n_documents:,} documents ({r.seconds:.1f} s)."
+        )
 
 n_clusters, n_docs = dup_store.count_clusters(con)
 st.caption(f"{n_clusters:,} duplicate clusters, {n_docs:,} documents in them.")
@@ -37,9 +43,11 @@ if clusters.empty:
     st.info("No duplicate clusters. Run detection above after importing data.")
     st.stop()
 cluster_id = st.selectbox(
-    "Cluster", clusters["cluster_id"],
+    "Cluster",
+    clusters["cluster_id"],
     format_func=lambda c: "{} — {} documents, {} kept ({})".format(
-        *clusters.set_index("cluster_id").loc[c, ["title", "documents", "kept", "kind"]]),
+        *clusters.set_index("cluster_id").loc[c, ["title", "documents", "kept", "kind"]]
+    ),
     key="dup_cluster",
 )
 members = dup_store.cluster_members(con, cluster_id)
@@ -50,7 +58,8 @@ for col, (_, m) in zip(st.columns(len(members)), members.iterrows()):
         if col.button("Keep this, reject the rest", key=f"dup_keep_{m['id']}"):
             resolve_cluster(con, cluster_id, int(m["id"]), "curator")
             st.rerun()
-        st.text_area("Summary", m["summary"] or "", height=120, disabled=True,
-                     key=f"dup_sum_{m['id']}")
+        st.text_area(
+            "Summary", m["summary"] or "", height=120, disabled=True, key=f"dup_sum_{m['id']}"
+        )
         diff = difflib.unified_diff(first.splitlines(), m["clean_text"].splitlines(), lineterm="")
         st.code("\n".join(diff) or m["clean_text"][:3000], language="diff")

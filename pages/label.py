@@ -11,18 +11,29 @@ from store import runs as runs_store
 
 con = db()
 st.title("Label")
-st.caption("The model drafts; reviewers correct on the Review page; corrections become "
-           "accepted training examples.")
+st.caption(
+    "The model drafts; reviewers correct on the Review page; corrections become "
+    "accepted training examples."
+)
 waiting = len(label_store.documents_to_draft(con))
 with st.form("label_start"):
     model_id = model_ui(con, "Drafting model", "label_model")
     settings = generation_ui("label")
-    limit = st.number_input(f"How many of the {waiting:,} documents without a summary or draft "
-                            "(0 = all)", 0, value=0, key="label_limit")
+    limit = st.number_input(
+        f"How many of the {waiting:,} documents without a summary or draft (0 = all)",
+        0,
+        value=0,
+        key="label_limit",
+    )
     if st.form_submit_button("Start drafting", type="primary"):
         try:
-            run_id = start_drafting(con, model_id, settings, limit=int(limit) or None,
-                                    user=st.session_state["user"]["name"])
+            run_id = start_drafting(
+                con,
+                model_id,
+                settings,
+                limit=int(limit) or None,
+                user=st.session_state["user"]["name"],
+            )
             st.success(f"Started {run_id}.")
         except ValueError as e:
             st.error(str(e))
@@ -43,7 +54,8 @@ def runs_ui():
         if state.state == "running" and cols[2].button("Cancel", key=f"label_cancel_{run_id}"):
             runs.cancel_run(con, run_id)
         if state.state in ("cancelled", "failed") and cols[3].button(
-                "Resume", key=f"label_resume_{run_id}"):
+            "Resume", key=f"label_resume_{run_id}"
+        ):
             runs.launch(con, run_id, ["draft-worker", run["run_dir"]])
         if state.state == "failed" and state.reason:
             st.error(state.reason)

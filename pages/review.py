@@ -13,8 +13,9 @@ from store import labelling as label_store
 con = db()
 reviewer = st.session_state["user"]["name"]
 st.title("Review")
-overlap = st.sidebar.number_input("Reviewers per draft (overlap, for agreement)", 1, 5, 1,
-                                  key="review_overlap")
+overlap = st.sidebar.number_input(
+    "Reviewers per draft (overlap, for agreement)", 1, 5, 1, key="review_overlap"
+)
 drafts, reviewed = label_store.count_drafts(con)
 st.caption(f"{reviewed:,} of {drafts:,} drafts reviewed.")
 
@@ -23,15 +24,20 @@ if draft is None:
     st.info("Your queue is empty. Start a drafting run on the Label page to fill it.")
 else:
     st.subheader(draft["title"] or f"Document {draft['document_id'][:12]}")
-    trunc = " · ⚠️ the document was truncated to fit the model's context" if draft["truncated"] else ""
-    st.caption(f"Draft {draft['id']} by {draft['model_id']} · prompt v{draft['prompt_version']}{trunc}")
+    trunc = (
+        " · ⚠️ the document was truncated to fit the model's context" if draft["truncated"] else ""
+    )
+    st.caption(
+        f"Draft {draft['id']} by {draft['model_id']} · prompt v{draft['prompt_version']}{trunc}"
+    )
     left, right = st.columns(2)
     with left.container(height=520):
         for sentence, used in source_sentences(draft["clean_text"], draft["summary"]):
             st.markdown(f":orange-background[{sentence}]" if used else sentence)
     with right.form(f"review_form_{draft['id']}"):
-        summary = st.text_area("Summary (edit it to correct it)", draft["summary"], height=220,
-                               key="review_summary")
+        summary = st.text_area(
+            "Summary (edit it to correct it)", draft["summary"], height=220, key="review_summary"
+        )
         rating = st.feedback("stars", key="review_rating")
         c = st.columns(3)
         faithful = c[0].checkbox("Faithful", key="review_faithful")
@@ -44,8 +50,9 @@ else:
     stars = None if rating is None else rating + 1
     if save:
         try:
-            example_id = save_review(con, draft["id"], reviewer, summary, stars, faithful,
-                                     complete, concise)
+            example_id = save_review(
+                con, draft["id"], reviewer, summary, stars, faithful, complete, concise
+            )
             st.toast(f"Saved as accepted example {example_id}.")
             st.rerun()
         except ValueError as e:

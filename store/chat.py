@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def add_message(con, username: str, conversation: str, role: str, content: str,
-                model_id: str | None = None):
+def add_message(
+    con, username: str, conversation: str, role: str, content: str, model_id: str | None = None
+):
     con.execute(
         "INSERT INTO chat_messages (username, conversation, role, content, model_id) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -23,6 +24,11 @@ def conversation(con, username: str, conversation: str) -> list[dict]:
 
 def conversations(con, username: str) -> list[str]:
     """The user's conversations, newest first."""
-    return [r[0] for r in con.execute(
-        "SELECT conversation FROM chat_messages WHERE username = ? GROUP BY 1 "
-        "ORDER BY max(id) DESC", [username]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT conversation FROM chat_messages WHERE username = ? GROUP BY 1 "
+            "ORDER BY max(id) DESC",
+            [username],
+        ).fetchall()
+    ]

@@ -25,9 +25,10 @@ def add_documents(con, docs: pd.DataFrame) -> int:
     con.register("_new_docs", docs)
     try:
         return con.execute(
-            """INSERT INTO documents (id, raw_text, clean_text, title, source, ref, n_words, import_id)
+            """INSERT INTO documents
+                   (id, raw_text, clean_text, title, source, ref, n_words, import_id)
                SELECT id, raw_text, raw_text, title, source, ref, n_words, import_id
-               FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY ref) AS k FROM _new_docs)
+               FROM (SELECT *, row_number() OVER (PARTITION BY id) AS k FROM _new_docs)
                WHERE k = 1 AND id NOT IN (SELECT id FROM documents)"""
         ).fetchone()[0]
     finally:
@@ -65,7 +66,7 @@ def save_clean_texts(con, cleaned: pd.DataFrame, settings_key: str) -> int:
     """Record a new cleaned version for rows (id, text) whose text changed; return how many."""
     con.register("_cleaned", cleaned)
     try:
-        changed = con.execute(
+        con.execute(
             """CREATE OR REPLACE TEMP TABLE _changed AS
                SELECT c.id, c.text, d.clean_version + 1 AS version FROM _cleaned c
                JOIN documents d ON d.id = c.id WHERE d.clean_text <> c.text"""

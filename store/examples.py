@@ -80,7 +80,7 @@ def add_examples(con, rows: pd.DataFrame) -> int:
     con.register("_new_examples", rows)
     try:
         return con.execute(
-            f"""INSERT INTO examples (document_id, summary, origin, source, status, flags,
+            """INSERT INTO examples (document_id, summary, origin, source, status, flags,
                    content_hash, n_summary_words)
                SELECT document_id, summary, origin, source, status, flags, content_hash,
                    n_summary_words

@@ -5,19 +5,24 @@ from __future__ import annotations
 import pandas as pd
 
 
-def documents_to_draft(con, only_missing: bool = True, source: str | None = None,
-                       limit: int | None = None) -> pd.DataFrame:
+def documents_to_draft(
+    con, only_missing: bool = True, source: str | None = None, limit: int | None = None
+) -> pd.DataFrame:
     """Documents (id, text) to draft: by default those with no reference summary and no draft."""
     where, params = ["TRUE"], []
     if only_missing:
-        where.append("NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id "
-                     "AND e.summary IS NOT NULL AND e.status <> 'rejected')")
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id "
+            "AND e.summary IS NOT NULL AND e.status <> 'rejected')"
+        )
         where.append("NOT EXISTS (SELECT 1 FROM drafts r WHERE r.document_id = d.id)")
     if source:
         where.append("d.source = ?")
         params.append(source)
-    sql = f"SELECT d.id AS document_id, d.clean_text AS text FROM documents d WHERE " \
-          f"{' AND '.join(where)} ORDER BY d.id"
+    sql = (
+        f"SELECT d.id AS document_id, d.clean_text AS text FROM documents d WHERE "
+        f"{' AND '.join(where)} ORDER BY d.id"
+    )
     if limit:
         sql += f" LIMIT {int(limit)}"
     return con.execute(sql, params).fetchdf()
@@ -64,15 +69,15 @@ def next_for_reviewer(con, reviewer: str, overlap: int = 1) -> dict | None:
         ).fetchone()
         if row is None:
             return None
-        con.execute("INSERT INTO assignments (draft_id, reviewer) VALUES (?, ?)",
-                    [row[0], reviewer])
+        con.execute(
+            "INSERT INTO assignments (draft_id, reviewer) VALUES (?, ?)", [row[0], reviewer]
+        )
     return get_draft(con, row[0])
 
 
 def release(con, draft_id: int, reviewer: str):
     """Hand a skipped draft back to the pool (the reviewer's skip keeps it off their queue)."""
-    con.execute("DELETE FROM assignments WHERE draft_id = ? AND reviewer = ?",
-                [draft_id, reviewer])
+    con.execute("DELETE FROM assignments WHERE draft_id = ? AND reviewer = ?", [draft_id, reviewer])
 
 
 def get_draft(con, draft_id: int) -> dict | None:
@@ -84,20 +89,38 @@ def get_draft(con, draft_id: int) -> dict | None:
     return None if df.empty else df.iloc[0].to_dict()
 
 
-def add_review(con, draft_id: int, reviewer: str, action: str, rating: int | None = None,
-               faithful: bool | None = None, complete: bool | None = None,
-               concise: bool | None = None, edited_summary: str | None = None,
-               example_id: int | None = None) -> int:
+def add_review(
+    con,
+    draft_id: int,
+    reviewer: str,
+    action: str,
+    rating: int | None = None,
+    faithful: bool | None = None,
+    complete: bool | None = None,
+    concise: bool | None = None,
+    edited_summary: str | None = None,
+    example_id: int | None = None,
+) -> int:
     return con.execute(
         """INSERT INTO reviews (draft_id, reviewer, rating, faithful, complete, concise, action,
                edited_summary, example_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-        [draft_id, reviewer, rating, faithful, complete, concise, action, edited_summary,
-         example_id],
+        [
+            draft_id,
+            reviewer,
+            rating,
+            faithful,
+            complete,
+            concise,
+            action,
+            edited_summary,
+            example_id,
+        ],
     ).fetchone()[0]
 
 
-def add_corrected_example(con, document_id: str, summary: str, draft_id: int,
-                          reviewer: str, content_hash: str) -> int:
+def add_corrected_example(
+    con, document_id: str, summary: str, draft_id: int, reviewer: str, content_hash: str
+) -> int:
     """A reviewer's correction becomes an accepted reference summary linked to its draft."""
     return con.execute(
         """INSERT INTO examples (document_id, summary, origin, source, status, content_hash,

@@ -46,7 +46,7 @@ def m001_core(con):
             summary VARCHAR,                 -- NULL: no reference yet
             origin VARCHAR NOT NULL,         -- imported | human-corrected | model-draft
             source VARCHAR NOT NULL,
-            status VARCHAR NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected | needs-edit
+            status VARCHAR NOT NULL DEFAULT 'pending',  -- pending|accepted|rejected|needs-edit
             split VARCHAR,                   -- train | validation | test, NULL until split
             tags VARCHAR[] NOT NULL DEFAULT [],
             flags VARCHAR[] NOT NULL DEFAULT [],
@@ -89,9 +89,6 @@ def m001_core(con):
         )"""
     )
     con.execute("CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-
-
-
 
 
 def m002_labelling(con):
@@ -188,4 +185,6 @@ def m002_labelling(con):
             data VARCHAR NOT NULL             -- the event as JSON
         )"""
     )
+
+
 MIGRATIONS = [m001_core, m002_labelling]

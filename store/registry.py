@@ -5,8 +5,15 @@ from __future__ import annotations
 import pandas as pd
 
 
-def register_model(con, model_id: str, kind: str, path: str, base_id: str | None = None,
-                   run_id: str | None = None, note: str | None = None):
+def register_model(
+    con,
+    model_id: str,
+    kind: str,
+    path: str,
+    base_id: str | None = None,
+    run_id: str | None = None,
+    note: str | None = None,
+):
     """Add a model, or update where it lives if the id is already registered."""
     con.execute(
         """INSERT INTO models (id, kind, path, base_id, run_id, note) VALUES (?, ?, ?, ?, ?, ?)
@@ -41,8 +48,9 @@ def current_prompt(con) -> tuple[int, str] | None:
 
 
 def get_prompt(con, version: int) -> str | None:
-    row = con.execute("SELECT instruction FROM prompt_versions WHERE version = ?",
-                      [version]).fetchone()
+    row = con.execute(
+        "SELECT instruction FROM prompt_versions WHERE version = ?", [version]
+    ).fetchone()
     return row[0] if row else None
 
 

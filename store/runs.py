@@ -45,12 +45,14 @@ def set_state(con, run_id: str, state: str, reason: str | None = None):
 def add_events(con, run_id: str, events: list[dict], offset: int):
     """Store newly read events and how far the events file has been read."""
     if events:
-        rows = pd.DataFrame({
-            "run_id": run_id,
-            "time": [float(e.get("time", 0)) for e in events],
-            "type": [str(e.get("type", "")) for e in events],
-            "data": [json.dumps(e, default=str) for e in events],
-        })
+        rows = pd.DataFrame(
+            {
+                "run_id": run_id,
+                "time": [float(e.get("time", 0)) for e in events],
+                "type": [str(e.get("type", "")) for e in events],
+                "data": [json.dumps(e, default=str) for e in events],
+            }
+        )
         con.register("_events", rows)
         try:
             con.execute("INSERT INTO run_events SELECT run_id, time, type, data FROM _events")

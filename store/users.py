@@ -8,13 +8,16 @@ ROLES = ("admin", "reviewer")
 
 
 def add_user(con, name: str, password_hash: str, role: str):
-    con.execute("INSERT INTO users (name, password_hash, role) VALUES (?, ?, ?)",
-                [name, password_hash, role])
+    con.execute(
+        "INSERT INTO users (name, password_hash, role) VALUES (?, ?, ?)",
+        [name, password_hash, role],
+    )
 
 
 def get_user(con, name: str) -> dict | None:
-    row = con.execute("SELECT name, password_hash, role FROM users WHERE name = ?",
-                      [name]).fetchone()
+    row = con.execute(
+        "SELECT name, password_hash, role FROM users WHERE name = ?", [name]
+    ).fetchone()
     return None if row is None else {"name": row[0], "password_hash": row[1], "role": row[2]}
 
 

@@ -18,8 +18,11 @@ def test_first_admin_then_login(con):
 
 @pytest.mark.parametrize(
     "name,password,role,message",
-    [("a", "long enough", "reviewer", "user name"), ("bob", "short", "reviewer", "8"),
-     ("bob", "long enough", "boss", "role")],
+    [
+        ("a", "long enough", "reviewer", "user name"),
+        ("bob", "short", "reviewer", "8"),
+        ("bob", "long enough", "boss", "role"),
+    ],
 )
 def test_bad_accounts_are_refused(con, name, password, role, message):
     with pytest.raises(AuthProblem, match=message):

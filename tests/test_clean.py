@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.clean import (
-    FLAG_DESCRIPTIONS,
-    HUNK_GAP,
-    CleanSettings,
-    clean_text,
-    diff_preview,
-    quality_flags,
-    repeated_lines,
-)
+from engine.clean import HUNK_GAP, CleanSettings, clean_text, diff_preview, repeated_lines
+from engine.quality import FLAG_DESCRIPTIONS, quality_flags
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BILLSUM = SHARED_DATA / "billsum_sample" / "us_train_100.jsonl"
@@ -187,6 +180,19 @@ def test_line_number_gutters_are_stripped():
     assert lines[30] == "Line 30 of the complaint alleges a fact about the accident."
 
 
+def test_pleading_paper_with_blank_numbered_lines_stamps_and_footers():
+    body = ["MARIA LOPEZ, Plaintiff,", "v.", "FRESH MART, INC., Defendant.", ""]
+    body += [f"{n}. Plaintiff alleges fact number {n} about the fall." for n in range(1, 21)]
+    pages = []
+    for p in range(3):
+        numbered = "\n".join(f"{i + 1} {text}" for i, text in enumerate(body[p * 8 : p * 8 + 8]))
+        stamp = f"Case 1:21-cv-00123 Document 1 Filed 04/05/21 Page {p + 1} of 3"
+        pages.append(f"{stamp}\n{numbered}\nCOMPLAINT FOR DAMAGES - {p + 1}")
+    out = clean_text(paged(*pages))
+    assert out.split("\n") == [line for line in body if line]
+    assert clean_text(out) == out
+
+
 def test_numbered_text_is_not_a_gutter():
     doc = "Findings:\n1 The program works.\n2 It saves money.\n" + "Prose line.\n" * 10
     assert clean_text(doc, only(strip_line_numbers=True)) == doc
@@ -197,7 +203,7 @@ def test_numbered_text_is_not_a_gutter():
 CITED = (
     "Section 1867 of the Social Security Act (42 U.S.C. 1395dd) requires screening. "
     "See Smith v. Jones, 123 F.3d 456 (9th Cir. 1999). The Act was amended "
-    "(Pub. L. 117-58). A person must use ordinary care (Cal. Civ. Code § 1714)."
+    "(Pub. L. 117-58). A person must use ordinary care (see Cal. Civ. Code § 1714)."
 )
 
 

@@ -7,7 +7,7 @@ import pytest
 from engine.__main__ import main as cli
 from engine.clean import CleanSettings
 from engine.curation import ImportProblem, clean_documents, import_file, preview_cleaning
-from engine.duplicates import dedupe_documents, resolve_all, resolve_cluster
+from engine.duplicates import resolve_all, resolve_cluster
 from engine.export import export_dataset
 from engine.sample import SAMPLE_FILE, load_sample_if_empty
 from engine.split import SplitSettings, split_examples
@@ -27,10 +27,13 @@ BILL = (
 
 
 def test_import_is_idempotent_and_counts_new_rows(con, tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [
-        {"document": BILL, "summary": "Grants for safer school crossings."},
-        {"document": BILL + " SEC. 4. FUNDING.", "summary": None},
-    ])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"document": BILL, "summary": "Grants for safer school crossings."},
+            {"document": BILL + " SEC. 4. FUNDING.", "summary": None},
+        ],
+    )
     first = import_file(con, path)
     assert (first.n_read, first.n_new_documents, first.n_new_examples) == (2, 2, 2)
     again = import_file(con, path)
@@ -53,8 +56,13 @@ def test_bad_file_changes_nothing_already_stored(con, tmp_path):
 def test_clean_keeps_raw_text_versions_and_flags(con, tmp_path):
     header = "SMITH & PARTNERS LLP - CONFIDENTIAL"
     dirty = f"{header}\nThe plaintiff slipped on a wet floor and suf-\nfered a fracture.\n\f" * 3
-    import_file(con, write_jsonl(tmp_path / "d.jsonl", [{"text": dirty, "summary": "Too short"},
-                                                         {"text": "Tiny.", "summary": "x"}]))
+    import_file(
+        con,
+        write_jsonl(
+            tmp_path / "d.jsonl",
+            [{"text": dirty, "summary": "Too short"}, {"text": "Tiny.", "summary": "x"}],
+        ),
+    )
     assert preview_cleaning(con, CleanSettings())
     report = clean_documents(con)
     assert report.n_changed >= 1
@@ -88,8 +96,10 @@ def test_resolution_and_grouped_split_and_export(con, tmp_path):
     assert counts["test"] > 0 and counts["validation"] > 0 and counts["train"] > 0
     ex.set_status(con, ex.ids_where(con, ex.ExampleFilter(statuses=("pending",))), "accepted")
     dataset_id, out, written = export_dataset(con, out_dir=tmp_path / "export")
-    assert sum(written.values()) == splits.list_datasets(con)["n_train"].iloc[0] + written[
-        "validation"] + written["test"]
+    assert (
+        sum(written.values())
+        == splits.list_datasets(con)["n_train"].iloc[0] + written["validation"] + written["test"]
+    )
     record = json.loads((out / "train.jsonl").read_text().splitlines()[0])
     assert record["prompt"][0]["role"] == "user" and record["completion"][0]["role"] == "assistant"
     from datasets import load_from_disk
@@ -117,12 +127,17 @@ def test_reset_refused_once_test_split_locked(con):
 
 
 def test_cli_runs_the_whole_loop(home, tmp_path, capsys):
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"article": BILL, "abstract": "Grants for crossings."},
-        {"article": BILL.replace("2025", "2026"), "abstract": "Grants for crossings (2026)."},
-        {"article": "An unrelated document about a dog bite in a public park in 2021. " * 5,
-         "abstract": "A dog bite."},
-    ])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"article": BILL, "abstract": "Grants for crossings."},
+            {"article": BILL.replace("2025", "2026"), "abstract": "Grants for crossings (2026)."},
+            {
+                "article": "An unrelated document about a dog bite in a public park in 2021. " * 5,
+                "abstract": "A dog bite.",
+            },
+        ],
+    )
     assert cli(["import", str(path), "--status", "accepted"]) == 0
     assert cli(["clean"]) == 0
     assert cli(["dedupe"]) == 0

@@ -28,9 +28,21 @@ def server(tmp_path):
     port = free_port()
     env = os.environ | {"TUNELOOP_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-         str(port), "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -52,10 +64,17 @@ def test_import_through_the_page_then_find_it_in_curate(server, tmp_path):
         pytest.skip("Chromium is not installed")
     from playwright.sync_api import expect, sync_playwright
 
-    upload = write_jsonl(tmp_path / "browser.jsonl", [
-        {"title": "Zanzibar trampoline case", "document": "The claimant, a visitor to the "
-         "Zanzibar trampoline park, broke an ankle in March 2023 when a spring failed.",
-         "summary": "Ankle broken at a trampoline park when a spring failed."}])
+    upload = write_jsonl(
+        tmp_path / "browser.jsonl",
+        [
+            {
+                "title": "Zanzibar trampoline case",
+                "document": "The claimant, a visitor to the "
+                "Zanzibar trampoline park, broke an ankle in March 2023 when a spring failed.",
+                "summary": "Ankle broken at a trampoline park when a spring failed.",
+            }
+        ],
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
@@ -71,5 +90,6 @@ def test_import_through_the_page_then_find_it_in_curate(server, tmp_path):
         page.get_by_label("Search title, summary and document").fill("Zanzibar")
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Zanzibar trampoline case")).to_be_visible(
-            timeout=60_000)
+            timeout=60_000
+        )
         browser.close()

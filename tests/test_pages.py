@@ -35,9 +35,15 @@ def test_first_start_loads_the_sample_set(app):
 
 
 def test_data_page_imports_a_file_by_path(app, tmp_path):
-    path = write_jsonl(tmp_path / "new.jsonl", [
-        {"text": "A brand new document about a forklift accident at a warehouse in 2024.",
-         "summary": "A forklift accident."}])
+    path = write_jsonl(
+        tmp_path / "new.jsonl",
+        [
+            {
+                "text": "A brand new document about a forklift accident at a warehouse in 2024.",
+                "summary": "A forklift accident.",
+            }
+        ],
+    )
     app.switch_page("pages/data.py").run()
     app.text_input(key="data_import_path").input(str(path)).run()
     app.button(key="data_import").click().run()
@@ -90,3 +96,71 @@ def test_duplicates_page_keeps_one_of_a_cluster(app):
     statuses = dups.cluster_members(con, cluster).set_index("id")["status"]
     assert statuses[keep] == "accepted"
     assert (statuses.drop(keep) == "rejected").all()
+
+
+def test_review_page_saves_a_correction(app):
+    import pandas as pd
+
+    from store import labelling as label_store
+
+    con = open_store()
+    doc_id = ex.page_examples(con, ex.ExampleFilter())["document_id"].iloc[0]
+    label_store.add_drafts(
+        con,
+        pd.DataFrame(
+            {
+                "document_id": [doc_id],
+                "summary": ["A draft summary."],
+                "model_id": "m",
+                "prompt_version": 1,
+                "run_id": "r",
+                "n_generated_tokens": 4,
+                "truncated": False,
+            }
+        ),
+    )
+    app.switch_page("pages/review.py").run()
+    assert not app.exception, app.exception
+    app.text_area(key="review_summary").input("A reviewer's corrected summary.")
+    app.checkbox(key="review_faithful").check()
+    app.button[0].click().run()  # "Save as reference", the form's first button
+    assert not app.exception, app.exception
+    saved = ex.page_examples(con, ex.ExampleFilter(sources=("review",)))
+    assert saved["summary"].tolist() == ["A reviewer's corrected summary."]
+    assert saved["status"].tolist() == ["accepted"]
+    assert con.execute("SELECT reviewer, faithful FROM reviews").fetchall() == [("admin", True)]
+
+
+def test_reviewer_cannot_reach_admin_pages(app):
+    from engine.auth import create_user
+
+    create_user(open_store(), "rita", "reviewer pass", "reviewer")
+    del app.session_state["user"]  # log out
+    app.run()
+    app.text_input(key="login_name").input("rita")
+    app.text_input(key="login_password").input("reviewer pass")
+    app.button[0].click().run()
+    assert app.session_state["user"] == {"name": "rita", "role": "reviewer"}
+    app.switch_page("pages/users.py").run()
+    assert "cannot" in app.error[0].value
+    assert "users_name" not in [t.key for t in app.text_input]
+
+
+@pytest.mark.slow
+def test_chat_page_summarizes_with_the_default_model(app):
+    app.switch_page("pages/chat.py").run()
+    assert not app.exception, app.exception
+    app.text_area(key="chat_paste").input(
+        "The plaintiff, Mary Jones, slipped on a wet floor at the Fairview grocery store on "
+        "3 May 2022 and broke her wrist. The store settled for $40,000."
+    )
+    app.number_input(key="chat_max_new").set_value(40)
+    app.button(key="chat_summarize").click().run()
+    assert not app.exception, app.exception
+    from store import chat as chat_store
+
+    messages = chat_store.conversation(
+        open_store(), "admin", app.session_state["chat_conversation"]
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["content"].strip() and messages[1]["model_id"] == "smollm2-135m-instruct"

@@ -8,8 +8,9 @@ from engine.split import SplitSettings, assign_splits
 
 def units(n_groups=200, per_group=3, split=None):
     rows = [(g * per_group + k, f"g{g}") for g in range(n_groups) for k in range(per_group)]
-    return pd.DataFrame({"id": [r[0] for r in rows], "group_key": [r[1] for r in rows],
-                         "split": split})
+    return pd.DataFrame(
+        {"id": [r[0] for r in rows], "group_key": [r[1] for r in rows], "split": split}
+    )
 
 
 def test_no_cluster_crosses_splits_and_shares_are_met():
@@ -34,9 +35,15 @@ def test_existing_splits_are_kept_and_pull_their_cluster():
     first = assign_splits(u, SplitSettings(seed=5))
     # A new member joins a test cluster with no split yet, and new groups arrive.
     test_group = u.loc[first["split"] == "test", "group_key"].iloc[0]
-    grown = pd.concat([u.assign(split=first["split"]),
-                       pd.DataFrame({"id": [1000, 1001], "group_key": [test_group, "new"],
-                                     "split": [None, None]})], ignore_index=True)
+    grown = pd.concat(
+        [
+            u.assign(split=first["split"]),
+            pd.DataFrame(
+                {"id": [1000, 1001], "group_key": [test_group, "new"], "split": [None, None]}
+            ),
+        ],
+        ignore_index=True,
+    )
     second = assign_splits(grown, SplitSettings(seed=5))
     assert second["split"].iloc[:100].equals(first["split"])
     assert second.loc[second["id"] == 1000, "split"].item() == "test"

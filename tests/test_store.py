@@ -106,7 +106,11 @@ def test_update_summary_and_flags(con):
     ex.update_summary(con, example_id, "a new summary", "ann")
     ex.set_flags(con, pd.DataFrame({"id": [example_id], "flags": [["short_document"]]}))
     row = ex.get_example(con, example_id)
-    assert (row["summary"], row["updated_by"], list(row["flags"])) == ("a new summary", "ann", ["short_document"])
+    assert (row["summary"], row["updated_by"], list(row["flags"])) == (
+        "a new summary",
+        "ann",
+        ["short_document"],
+    )
     assert ex.count_examples(con, ex.ExampleFilter(flag="short_document")) == 1
     assert ex.flag_counts(con).to_dict("records") == [{"flag": "short_document", "n": 1}]
 

@@ -12,6 +12,8 @@ import streamlit as st
 
 import store
 from engine.paths import db_path
+from engine.labelling import ingest_drafts
+from engine.runs import reattach_all
 from engine.sample import load_sample_if_empty
 from store import duplicates as dup_store
 from store import examples as examples_store
@@ -22,6 +24,7 @@ def _connection(path: str):
     con = store.connect(path)
     if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
         load_sample_if_empty(con)
+    reattach_all(con, {"draft": ingest_drafts})  # runs that outlived a previous app process
     return con
 
 

@@ -1,0 +1,282 @@
+"""Read documents and reference summaries from files, folders and Hugging Face datasets.
+
+`open_source(path)` finds the format, checks the file and maps its columns up front; the returned
+`Source` then streams `Record`s in batches, so a large file never sits in memory whole. The
+readers for each format live in `engine/readers.py`. Nothing here touches the database: the
+caller stores the batches inside one transaction and rolls back when an `ImportProblem` is raised,
+before or during streaming.
+
+Decisions:
+- A summary that is a number (JSON 3, a CSV cell "3", an integer Parquet/HF column) is refused,
+  never converted: it means the wrong column is mapped (a label, a score), not a summary.
+- An empty or null summary is no summary (None); the document is kept.
+- A column mapping may leave summary or title blank: blank fields are auto-detected.
+- Refs are "file:line" for text files (1-based, as editors show), "file:row" for Parquet and
+  "hf:name/split:row" for datasets (0-based row indexes, as pandas and datasets count them) and
+  "folder/file.pdf" for documents read from files.
+
+Try it: python -m engine.importers PATH   (prints the detected columns and the first record)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_BYTES = 512 * 1024 * 1024  # larger files are refused up front: split them
+DOCUMENT_NAMES = (
+    "document", "text", "article", "body", "content", "source", "input", "bill_text", "full_text",
+)  # fmt: skip
+SUMMARY_NAMES = (
+    "summary", "abstract", "target", "highlights", "output", "reference", "label", "summ",
+)  # fmt: skip
+TITLE_NAMES = ("title", "name", "headline", "subject")
+EXTENSIONS = {  # file name ending → kind; .gz files are unpacked while they are read
+    ".jsonl": "jsonl", ".json": "jsonl", ".jsonl.gz": "jsonl", ".json.gz": "jsonl",
+    ".csv": "csv", ".tsv": "csv", ".csv.gz": "csv", ".tsv.gz": "csv",
+    ".parquet": "parquet", ".txt": "folder", ".md": "folder", ".pdf": "folder",
+}  # fmt: skip
+ROW_ADVICE = "Fix the row, or choose 'skip malformed rows' to import the others"
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class ImportProblem(Exception):
+    """Bad input, explained for people: what is wrong, where, and what to do."""
+
+
+class BadRow(ImportProblem):
+    """One bad row or file. Raised, or recorded in `Source.skipped` when skipping bad rows."""
+
+    def __init__(self, ref: str, where: str, reason: str, advice: str = ROW_ADVICE):
+        super().__init__(f"{where}: {reason}. {advice}.")
+        self.ref, self.reason = ref, reason
+
+
+@dataclass
+class Record:
+    document: str
+    summary: str | None  # None when the source has no summary
+    title: str | None
+    ref: str  # where it came from, e.g. "cases.jsonl:17", "folder/a.pdf", "hf:billsum/train:42"
+
+
+@dataclass
+class ColumnMap:
+    document: str  # column holding the document text
+    summary: str | None = None  # column holding the reference summary; None: auto-detect
+    title: str | None = None  # column holding a title; None: auto-detect
+
+
+@dataclass
+class Table:
+    """What a reader found when opening a source, and how to stream its rows."""
+
+    columns: list[str]
+    total: int | None  # bytes, rows or files, in the unit of the progress the rows carry
+    rows: Callable[[ColumnMap], Iterator[tuple[str, str, dict | Record | BadRow, int]]]
+    types: dict[str, str] | None = None  # column → "text", "number", …, when the format says
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # files a folder import skips
+
+
+class Source:
+    """An opened import source; streams records in batches so large files never sit in memory whole."""
+
+    def __init__(self, kind: str, table: Table, mapping: ColumnMap, skip_bad_rows: bool):
+        self.kind = kind  # "jsonl" | "csv" | "parquet" | "folder" | "hf"
+        self.columns = table.columns  # columns found (for the UI's column-mapping override)
+        self.mapping = mapping
+        self.total = table.total  # bytes (jsonl, csv), rows (parquet, hf) or files (folder)
+        self.skipped: list[tuple[str, str]] = []  # (ref, reason) of rows skipped
+        self._table, self._skip = table, skip_bad_rows
+
+    def batches(self, batch_size: int = 5000) -> Iterator[tuple[list[Record], int]]:
+        """Yield (records, progress so far in the unit of `total`). Raises ImportProblem at the
+        first bad row unless skipping bad rows, which records them in `skipped` instead."""
+        self.skipped = list(self._table.ignored)
+        batch: list[Record] = []
+        done = 0
+        for ref, where, row, done in self._table.rows(self.mapping):
+            try:
+                if isinstance(row, BadRow):
+                    raise row
+                batch.append(row if isinstance(row, Record) else to_record(row, self.mapping, ref, where))
+            except BadRow as e:
+                if not self._skip:
+                    raise
+                self.skipped.append((e.ref, e.reason))
+            if len(batch) >= batch_size:
+                yield batch, done
+                batch = []
+        if batch:
+            yield batch, done
+
+
+def open_source(
+    path_or_name: str | Path,
+    mapping: ColumnMap | None = None,
+    skip_bad_rows: bool = False,
+    hf_split: str = "train",
+) -> Source:
+    """Open a .jsonl/.json(.gz), .csv/.tsv(.gz) or .parquet file, a folder of .txt/.md/.pdf files
+    (or one such file), or a Hugging Face dataset (a folder saved with `save_to_disk`, or a hub
+    name). Raises ImportProblem when the source cannot be imported as it is."""
+    from engine import readers
+
+    kind, path = _locate(str(path_or_name).strip())
+    name = path.name if path else str(path_or_name).strip()
+    if kind == "hf":
+        table = readers.hf_table(path, name, hf_split)
+    elif kind == "folder":
+        table = readers.folder_table(path)  # each file is a document: no columns to map
+        return Source(kind, table, ColumnMap("document", None, "title"), skip_bad_rows)
+    else:
+        table = getattr(readers, f"{kind}_table")(path)
+    try:
+        mapping = resolve_mapping(mapping, table.columns)
+    except ImportProblem as e:
+        raise ImportProblem(f"{name}: {e}") from None
+    _check_types(mapping, table.types or {}, name)
+    return Source(kind, table, mapping, skip_bad_rows)
+
+
+def _locate(text: str) -> tuple[str, Path | None]:
+    """(kind, path) of an existing file or folder, or ("hf", None) for a hub dataset name."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        saved = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+        return ("hf" if saved else "folder"), path
+    if path.is_file():
+        kind = next((k for ext, k in EXTENSIONS.items() if path.name.lower().endswith(ext)), None)
+        if kind is None:
+            raise ImportProblem(
+                f"{path.name}: files ending in '{''.join(path.suffixes) or '(none)'}' cannot be "
+                f"imported. Supported: {', '.join(EXTENSIONS)}, a folder of .txt/.md/.pdf "
+                "files, or a Hugging Face dataset (name or folder saved with save_to_disk)."
+            )
+        if problem := size_problem(path):
+            raise ImportProblem(problem)
+        return kind, path
+    is_file_name = any(text.lower().endswith(ext) for ext in EXTENSIONS)
+    if text and _HUB_NAME.fullmatch(text) and not is_file_name:
+        return "hf", None
+    raise ImportProblem(
+        f"No file or folder at '{text}' (looked in {Path.cwd()}). Check the path, or give a "
+        "Hugging Face dataset by its name, such as 'FiscalNote/billsum'."
+    )
+
+
+def size_problem(path: Path) -> str | None:
+    """Why a file is too large to import, or None."""
+    size = path.stat().st_size
+    if size <= MAX_BYTES:
+        return None
+    return (
+        f"{path.name} is {size / 2**20:,.1f} MB, over the {MAX_BYTES / 2**20:,.0f} MB limit for "
+        "one file. Split it into smaller files (for JSONL: split -l 100000 FILE part-) and "
+        "import them one by one."
+    )
+
+
+def detect_columns(columns: list[str]) -> ColumnMap:
+    """Guess the document, summary and title columns by name: case-insensitive, an exact name
+    first, then a column starting with a known name, then one containing it."""
+    document = _detect(columns, DOCUMENT_NAMES, set())
+    if document is None:
+        raise ImportProblem(
+            f"no document column (columns found: {', '.join(columns) or 'none'}). Name the "
+            f"column holding the text one of {', '.join(DOCUMENT_NAMES)}, or choose it in the "
+            "column mapping."
+        )
+    summary = _detect(columns, SUMMARY_NAMES, {document})
+    return ColumnMap(document, summary, _detect(columns, TITLE_NAMES, {document, summary}))
+
+
+def _detect(columns: list[str], names: tuple[str, ...], taken: set) -> str | None:
+    free = [(c, c.strip().lower()) for c in columns if c not in taken]
+    for matches in (str.__eq__, str.startswith, str.__contains__):
+        for name in names:
+            for column, lowered in free:
+                if matches(lowered, name):
+                    return column
+    return None
+
+
+def resolve_mapping(mapping: ColumnMap | None, columns: list[str]) -> ColumnMap:
+    """The mapping with each column checked against the source (case-insensitively) and the
+    summary and title auto-detected where left blank."""
+    if mapping is None:
+        return detect_columns(columns)
+    found = ", ".join(columns) or "none"
+
+    def find(column: str, role: str) -> str:
+        if column in columns:
+            return column
+        same = [c for c in columns if c.lower() == column.strip().lower()]
+        if len(same) == 1:
+            return same[0]
+        raise ImportProblem(
+            f"no column '{column}' for the {role} (columns found: {found}). Choose one of those "
+            "in the column mapping."
+        )
+
+    document = find(mapping.document, "document")
+    summary = find(mapping.summary, "summary") if mapping.summary else None
+    summary = summary or _detect(columns, SUMMARY_NAMES, {document})
+    title = find(mapping.title, "title") if mapping.title else None
+    return ColumnMap(document, summary, title or _detect(columns, TITLE_NAMES, {document, summary}))
+
+
+def _check_types(mapping: ColumnMap, types: dict[str, str], name: str) -> None:
+    """Refuse up front a document or summary column whose declared type is not text."""
+    for role, column in (("document", mapping.document), ("summary", mapping.summary)):
+        kind = types.get(column, "text")
+        if column and kind not in ("text", "empty"):
+            raise ImportProblem(
+                f"{name}, column '{column}': holds {kind} values, not text, so it cannot be the "
+                f"{role}. Choose the column holding the {role} text in the column mapping"
+                + (", or leave the summary blank to import documents only." if role == "summary" else ".")
+            )
+
+
+def to_record(row: dict, mapping: ColumnMap, ref: str, where: str) -> Record:
+    """A Record from one row, or BadRow saying which column is wrong."""
+    column = mapping.document
+    document = row.get(column)
+    if not isinstance(document, str) or not document.strip():
+        what = "missing" if document is None else "empty" if isinstance(document, str) else None
+        reason = f"the document is {what or _describe(document) + ', not text'}"
+        raise BadRow(ref, where, f"column '{column}': {reason}")
+    summary = row.get(mapping.summary) if mapping.summary else None
+    if isinstance(summary, str) and not summary.strip():
+        summary = None
+    if summary is not None and (not isinstance(summary, str) or _NUMBER.fullmatch(summary.strip())):
+        raise BadRow(
+            ref,
+            where,
+            f"column '{mapping.summary}': the summary is {_describe(summary)}, not text",
+            "Choose the column holding the summaries in the column mapping, or leave the "
+            "summary blank to import documents only",
+        )
+    title = row.get(mapping.title) if mapping.title else None
+    title = None if title is None else str(title).strip() or None
+    return Record(document, summary, title, ref)
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return f"true/false ({value})"
+    if isinstance(value, int | float | str):
+        return f"a number ({value})"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+if __name__ == "__main__":
+    source = open_source(sys.argv[1])
+    print(f"{source.kind}: columns {source.columns} → {source.mapping}")
+    for records, _ in source.batches(1):
+        print(records[0])
+        break

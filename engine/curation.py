@@ -58,16 +58,20 @@ def import_file(
     source_name: str | None = None,
     progress=None,
     batch_size: int = 5000,
+    check: bool = True,
 ) -> ImportReport:
     """Import documents and summaries from a file, folder or Hugging Face dataset.
 
     Re-importing the same content adds nothing (documents are keyed by a hash of their text,
-    examples by document + summary). Raises ImportProblem, storing nothing, on bad input."""
+    examples by document + summary). With `check`, the new examples' quality flags are computed
+    in the same transaction (a separate pass, timed on its own in bench/curation.py). Raises
+    ImportProblem, storing nothing, on bad input."""
     started = time.perf_counter()
     src = open_source(path, mapping=mapping, skip_bad_rows=skip_bad_rows)
     source = source_name or Path(str(path)).name
     report = ImportReport(source=source)
     with transaction(con):
+        first_new = examples_store.max_example_id(con) + 1
         import_id = docs_store.start_import(con, source, src.kind)
         for records, done in src.batches(batch_size):
             documents, examples = _frames(records, source, status, import_id)
@@ -78,6 +82,8 @@ def import_file(
                 progress(done, src.total)
         if report.n_read == 0:
             raise ImportProblem(f"{source}: no rows to import.")
+        if check:
+            refresh_flags(con, since_id=first_new)
         report.skipped = list(src.skipped)
         docs_store.finish_import(
             con,
@@ -112,7 +118,7 @@ def _frames(records, source: str, status: str, import_id: int):
             "origin": "imported",
             "source": source,
             "status": status,
-            "flags": [quality_flags(r.document, r.summary) for r in records],
+            "flags": [[] for _ in records],  # set by refresh_flags
             "content_hash": [
                 _hash(i + "\x00" + " ".join((s or "").split())) for i, s in zip(ids, summaries)
             ],
@@ -172,9 +178,9 @@ def preview_cleaning(con, settings: CleanSettings, limit: int = 5) -> list[dict]
     return out
 
 
-def refresh_flags(con, context_window: int | None = None):
-    """Recompute every example's quality flags from the current cleaned text."""
-    for batch in examples_store.examples_for_flags(con):
+def refresh_flags(con, context_window: int | None = None, since_id: int = 0):
+    """Recompute quality flags from the current cleaned text (of examples from `since_id` on)."""
+    for batch in examples_store.examples_for_flags(con, since_id=since_id):
         flags = [
             quality_flags(
                 d, s, None if pd.isna(n) else int(n), context_window if not pd.isna(n) else None

@@ -2,15 +2,15 @@
 
 `open_source(path)` finds the format, checks the file and maps its columns up front; the returned
 `Source` then streams `Record`s in batches, so a large file never sits in memory whole. The
-readers for each format live in `engine/readers.py`. Nothing here touches the database: the
-caller stores the batches inside one transaction and rolls back when an `ImportProblem` is raised,
-before or during streaming.
+readers live in `engine/readers.py` (tables, datasets) and `engine/document_files.py` (one
+document per file). Nothing here touches the database: the caller stores the batches in one
+transaction and rolls back when an `ImportProblem` is raised, before or during streaming.
 
 Decisions:
 - A summary that is a number (JSON 3, a CSV cell "3", an integer Parquet/HF column) is refused,
   never converted: it means the wrong column is mapped (a label, a score), not a summary.
 - An empty or null summary is no summary (None); the document is kept.
-- A column mapping may leave summary or title blank: blank fields are auto-detected.
+- In a column mapping, a summary or title left None is auto-detected; "" means none.
 - Refs are "file:line" for text files (1-based, as editors show), "file:row" for Parquet and
   "hf:name/split:row" for datasets (0-based row indexes, as pandas and datasets count them) and
   "folder/file.pdf" for documents read from files.
@@ -39,9 +39,10 @@ EXTENSIONS = {  # file name ending → kind; .gz files are unpacked while they a
     ".csv": "csv", ".tsv": "csv", ".csv.gz": "csv", ".tsv.gz": "csv",
     ".parquet": "parquet", ".txt": "folder", ".md": "folder", ".pdf": "folder",
 }  # fmt: skip
-ROW_ADVICE = "Fix the row, or choose 'skip malformed rows' to import the others"
+ROW_ADVICE = "Fix the row, or choose 'skip malformed rows' to import the others."
+SPLIT_ADVICE = "Split it into smaller files (JSONL: split -l 100000 FILE part-) and import each."
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # text that is only a number
 
 
 class ImportProblem(Exception):
@@ -52,7 +53,7 @@ class BadRow(ImportProblem):
     """One bad row or file. Raised, or recorded in `Source.skipped` when skipping bad rows."""
 
     def __init__(self, ref: str, where: str, reason: str, advice: str = ROW_ADVICE):
-        super().__init__(f"{where}: {reason}. {advice}.")
+        super().__init__(f"{where}: {reason}. {advice}")
         self.ref, self.reason = ref, reason
 
 
@@ -67,8 +68,8 @@ class Record:
 @dataclass
 class ColumnMap:
     document: str  # column holding the document text
-    summary: str | None = None  # column holding the reference summary; None: auto-detect
-    title: str | None = None  # column holding a title; None: auto-detect
+    summary: str | None = None  # column holding the reference summary; None: detect, "": none
+    title: str | None = None  # column holding a title; None: detect, "": none
 
 
 @dataclass
@@ -78,12 +79,13 @@ class Table:
     columns: list[str]
     total: int | None  # bytes, rows or files, in the unit of the progress the rows carry
     rows: Callable[[ColumnMap], Iterator[tuple[str, str, dict | Record | BadRow, int]]]
-    types: dict[str, str] | None = None  # column → "text", "number", …, when the format says
+    types: dict[str, str] | None = None  # column → "text", "number", …: from the schema, or
+    # the first rows' values in JSONL and CSV; only "text" and "empty" may be document or summary
     ignored: list[tuple[str, str]] = field(default_factory=list)  # files a folder import skips
 
 
 class Source:
-    """An opened import source; streams records in batches so large files never sit in memory whole."""
+    """An opened import source; streams records in batches, so large files never sit in memory."""
 
     def __init__(self, kind: str, table: Table, mapping: ColumnMap, skip_bad_rows: bool):
         self.kind = kind  # "jsonl" | "csv" | "parquet" | "folder" | "hf"
@@ -103,7 +105,9 @@ class Source:
             try:
                 if isinstance(row, BadRow):
                     raise row
-                batch.append(row if isinstance(row, Record) else to_record(row, self.mapping, ref, where))
+                batch.append(
+                    row if isinstance(row, Record) else to_record(row, self.mapping, ref, where)
+                )
             except BadRow as e:
                 if not self._skip:
                     raise
@@ -123,20 +127,21 @@ def open_source(
 ) -> Source:
     """Open a .jsonl/.json(.gz), .csv/.tsv(.gz) or .parquet file, a folder of .txt/.md/.pdf files
     (or one such file), or a Hugging Face dataset (a folder saved with `save_to_disk`, or a hub
-    name). Raises ImportProblem when the source cannot be imported as it is."""
-    from engine import readers
+    name). Raises ImportProblem when the source cannot be imported as it is. Documents read
+    from files have no columns: a mapping is ignored for them."""
+    from engine import document_files, readers
 
     kind, path = _locate(str(path_or_name).strip())
     name = path.name if path else str(path_or_name).strip()
     if kind == "hf":
         table = readers.hf_table(path, name, hf_split)
     elif kind == "folder":
-        table = readers.folder_table(path)  # each file is a document: no columns to map
+        table = document_files.folder_table(path)  # each file is a document: no column mapping
         return Source(kind, table, ColumnMap("document", None, "title"), skip_bad_rows)
     else:
         table = getattr(readers, f"{kind}_table")(path)
     try:
-        mapping = resolve_mapping(mapping, table.columns)
+        mapping = resolve_mapping(mapping, table.columns, table.types)
     except ImportProblem as e:
         raise ImportProblem(f"{name}: {e}") from None
     _check_types(mapping, table.types or {}, name)
@@ -158,63 +163,49 @@ def _locate(text: str) -> tuple[str, Path | None]:
                 "files, or a Hugging Face dataset (name or folder saved with save_to_disk)."
             )
         if problem := size_problem(path):
-            raise ImportProblem(problem)
+            raise ImportProblem(f"{path.name} {problem}. {SPLIT_ADVICE}")
         return kind, path
     is_file_name = any(text.lower().endswith(ext) for ext in EXTENSIONS)
     if text and _HUB_NAME.fullmatch(text) and not is_file_name:
         return "hf", None
+    where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
     raise ImportProblem(
-        f"No file or folder at '{text}' (looked in {Path.cwd()}). Check the path, or give a "
-        "Hugging Face dataset by its name, such as 'FiscalNote/billsum'."
+        f"No file or folder at '{text}'{where}. Check the path, or give a Hugging Face dataset "
+        "by its name, such as 'FiscalNote/billsum'."
     )
 
 
 def size_problem(path: Path) -> str | None:
-    """Why a file is too large to import, or None."""
+    """Why a file is too large to import ("is 600.0 MB, over the …"), or None."""
     size = path.stat().st_size
     if size <= MAX_BYTES:
         return None
-    return (
-        f"{path.name} is {size / 2**20:,.1f} MB, over the {MAX_BYTES / 2**20:,.0f} MB limit for "
-        "one file. Split it into smaller files (for JSONL: split -l 100000 FILE part-) and "
-        "import them one by one."
-    )
+    return f"is {size / 2**20:,.1f} MB, over the {MAX_BYTES / 2**20:,.0f} MB limit for one file"
 
 
-def detect_columns(columns: list[str]) -> ColumnMap:
+def detect_columns(columns: list[str], types: dict[str, str] | None = None) -> ColumnMap:
     """Guess the document, summary and title columns by name: case-insensitive, an exact name
-    first, then a column starting with a known name, then one containing it."""
-    document = _detect(columns, DOCUMENT_NAMES, set())
-    if document is None:
-        raise ImportProblem(
-            f"no document column (columns found: {', '.join(columns) or 'none'}). Name the "
-            f"column holding the text one of {', '.join(DOCUMENT_NAMES)}, or choose it in the "
-            "column mapping."
-        )
-    summary = _detect(columns, SUMMARY_NAMES, {document})
-    return ColumnMap(document, summary, _detect(columns, TITLE_NAMES, {document, summary}))
+    first, then a column starting with a known name, then one containing it. Columns whose
+    `types` say they hold numbers or true/false (a "label", a "score") are never the document
+    or the summary."""
+    return resolve_mapping(None, columns, types)
 
 
-def _detect(columns: list[str], names: tuple[str, ...], taken: set) -> str | None:
-    free = [(c, c.strip().lower()) for c in columns if c not in taken]
-    for matches in (str.__eq__, str.startswith, str.__contains__):
-        for name in names:
-            for column, lowered in free:
-                if matches(lowered, name):
-                    return column
-    return None
+def resolve_mapping(
+    mapping: ColumnMap | None, columns: list[str], types: dict[str, str] | None = None
+) -> ColumnMap:
+    """The mapping with each column checked against the source (case-insensitively), and the
+    columns left as None auto-detected ("" means none)."""
+    mapping = mapping or ColumnMap("")
+    types = types or {}
+    scalars = {c for c, kind in types.items() if kind in ("number", "true/false")}
+    found = ", ".join(f"{c} ({types[c]})" if c in scalars else c for c in columns) or "none"
 
-
-def resolve_mapping(mapping: ColumnMap | None, columns: list[str]) -> ColumnMap:
-    """The mapping with each column checked against the source (case-insensitively) and the
-    summary and title auto-detected where left blank."""
-    if mapping is None:
-        return detect_columns(columns)
-    found = ", ".join(columns) or "none"
-
-    def find(column: str, role: str) -> str:
-        if column in columns:
-            return column
+    def find(column: str | None, role: str, names: tuple, excluded: set) -> str | None:
+        if column is None:
+            return _detect(columns, names, excluded)
+        if column in columns or not column:
+            return column or None
         same = [c for c in columns if c.lower() == column.strip().lower()]
         if len(same) == 1:
             return same[0]
@@ -223,11 +214,25 @@ def resolve_mapping(mapping: ColumnMap | None, columns: list[str]) -> ColumnMap:
             "in the column mapping."
         )
 
-    document = find(mapping.document, "document")
-    summary = find(mapping.summary, "summary") if mapping.summary else None
-    summary = summary or _detect(columns, SUMMARY_NAMES, {document})
-    title = find(mapping.title, "title") if mapping.title else None
-    return ColumnMap(document, summary, title or _detect(columns, TITLE_NAMES, {document, summary}))
+    document = find(mapping.document or None, "document", DOCUMENT_NAMES, scalars)
+    if document is None:
+        raise ImportProblem(
+            f"no document column (columns found: {found}). Name the column holding the text "
+            f"one of {', '.join(DOCUMENT_NAMES)}, or choose it in the column mapping."
+        )
+    summary = find(mapping.summary, "summary", SUMMARY_NAMES, scalars | {document})
+    title = find(mapping.title, "title", TITLE_NAMES, {document, summary})
+    return ColumnMap(document, summary, title)
+
+
+def _detect(columns: list[str], names: tuple[str, ...], excluded: set) -> str | None:
+    free = [(c, c.strip().lower()) for c in columns if c not in excluded]
+    for matches in (str.__eq__, str.startswith, str.__contains__):
+        for name in names:
+            for column, lowered in free:
+                if matches(lowered, name):
+                    return column
+    return None
 
 
 def _check_types(mapping: ColumnMap, types: dict[str, str], name: str) -> None:
@@ -238,7 +243,7 @@ def _check_types(mapping: ColumnMap, types: dict[str, str], name: str) -> None:
             raise ImportProblem(
                 f"{name}, column '{column}': holds {kind} values, not text, so it cannot be the "
                 f"{role}. Choose the column holding the {role} text in the column mapping"
-                + (", or leave the summary blank to import documents only." if role == "summary" else ".")
+                + (", or none." if role == "summary" else ".")
             )
 
 
@@ -253,13 +258,13 @@ def to_record(row: dict, mapping: ColumnMap, ref: str, where: str) -> Record:
     summary = row.get(mapping.summary) if mapping.summary else None
     if isinstance(summary, str) and not summary.strip():
         summary = None
-    if summary is not None and (not isinstance(summary, str) or _NUMBER.fullmatch(summary.strip())):
+    if summary is not None and (not isinstance(summary, str) or NUMBER.fullmatch(summary.strip())):
         raise BadRow(
             ref,
             where,
             f"column '{mapping.summary}': the summary is {_describe(summary)}, not text",
-            "Choose the column holding the summaries in the column mapping, or leave the "
-            "summary blank to import documents only",
+            "Choose the column holding the summaries in the column mapping, or choose 'skip "
+            "malformed rows' to import the others.",
         )
     title = row.get(mapping.title) if mapping.title else None
     title = None if title is None else str(title).strip() or None
@@ -267,6 +272,7 @@ def to_record(row: dict, mapping: ColumnMap, ref: str, where: str) -> Record:
 
 
 def _describe(value) -> str:
+    """A value that cannot be a document or summary, for messages (text here is a number)."""
     if isinstance(value, bool):
         return f"true/false ({value})"
     if isinstance(value, int | float | str):
@@ -275,8 +281,9 @@ def _describe(value) -> str:
 
 
 if __name__ == "__main__":
-    source = open_source(sys.argv[1])
-    print(f"{source.kind}: columns {source.columns} → {source.mapping}")
-    for records, _ in source.batches(1):
-        print(records[0])
-        break
+    try:
+        source = open_source(sys.argv[1])
+        print(f"{source.kind}: columns {source.columns} → {source.mapping}")
+        print(next(source.batches(1))[0][0])
+    except ImportProblem as e:
+        sys.exit(f"error: {e}")

@@ -156,10 +156,10 @@ def remove_tag(con, example_ids: list[int], tag: str) -> int:
     ).fetchone()[0]
 
 
-def examples_for_flags(con, batch_size: int = 5_000):
+def examples_for_flags(con, batch_size: int = 5_000, since_id: int = 0):
     """Yield (id, document, summary, n_tokens) batches for recomputing quality flags
     (keyset pagination on the caller's connection; see documents.iter_texts)."""
-    last = -1
+    last = since_id - 1
     while True:
         batch = con.execute(
             "SELECT e.id, d.clean_text AS document, e.summary, d.n_tokens "
@@ -170,6 +170,10 @@ def examples_for_flags(con, batch_size: int = 5_000):
             return
         last = int(batch["id"].iloc[-1])
         yield batch
+
+
+def max_example_id(con) -> int:
+    return con.execute("SELECT coalesce(max(id), 0) FROM examples").fetchone()[0]
 
 
 def set_flags(con, flags: pd.DataFrame):

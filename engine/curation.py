@@ -182,9 +182,8 @@ def refresh_flags(con, context_window: int | None = None, since_id: int = 0):
     """Recompute quality flags from the current cleaned text (of examples from `since_id` on)."""
     for batch in examples_store.examples_for_flags(con, since_id=since_id):
         flags = [
-            quality_flags(
-                d, s, None if pd.isna(n) else int(n), context_window if not pd.isna(n) else None
-            )
+            quality_flags(d, None if pd.isna(s) else s, None if pd.isna(n) else int(n),
+                          None if pd.isna(n) else context_window)
             for d, s, n in zip(batch["document"], batch["summary"], batch["n_tokens"])
         ]
         examples_store.set_flags(con, pd.DataFrame({"id": batch["id"], "flags": flags}))

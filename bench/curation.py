@@ -40,13 +40,19 @@ def load_bills() -> list[dict]:
     return [json.loads(line) for line in TRAIN.open(encoding="utf-8")]
 
 
-def blocks_of(document: str, min_words: int = 40) -> list[str]:
-    """Consecutive lines of a bill's body grouped into blocks of at least min_words words."""
+def blocks_of(document: str, min_words: int = 40, max_words: int = 80) -> list[str]:
+    """A bill's body cut into blocks of min_words to max_words words, along its lines where it
+    can (long lines are cut too, so that no block is a large share of a document)."""
     blocks, current = [], []
     for line in document.split("\n")[2:]:
-        current.append(line)
-        if sum(len(x.split()) for x in current) >= min_words:
-            blocks.append("\n".join(current))
+        words = line.split()
+        while len(current) + len(words) > max_words:
+            cut = max_words - len(current)
+            blocks.append(" ".join(current + words[:cut]))
+            current, words = [], words[cut:]
+        current += words
+        if len(current) >= min_words:
+            blocks.append(" ".join(current))
             current = []
     return blocks
 
@@ -123,11 +129,13 @@ def shingle_set(text: str, k: int = 5) -> set:
 
 def truth_pairs(texts: list[str], truth: np.ndarray) -> pd.DataFrame:
     """Every pair of documents in one truth cluster, with its exact Jaccard (independent code)."""
-    rows = []
-    for members in pd.Series(np.arange(len(truth))).groupby(truth).agg(list):
-        sets = {m: shingle_set(texts[m]) for m in members}
-        for i, a in enumerate(members):
-            for b in members[i + 1 :]:
+    rows, planted = [], np.flatnonzero(truth != np.arange(len(truth)))
+    members = pd.Series(planted).groupby(truth[planted]).agg(list)
+    for original, variants in members.items():
+        group = [original, *variants]
+        sets = {m: shingle_set(texts[m]) for m in group}
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
                 rows.append((a, b, len(sets[a] & sets[b]) / len(sets[a] | sets[b])))
     return pd.DataFrame(rows, columns=["a", "b", "jaccard"])
 
@@ -263,7 +271,9 @@ def main():
         f"{platform.python_version()}, numpy {np.__version__}, datasketch {datasketch.__version__}"
     )
     started = time.perf_counter()
-    texts, truth, summaries = build_corpus(load_bills(), args.docs, np.random.default_rng(args.seed))
+    texts, truth, summaries = build_corpus(
+        load_bills(), args.docs, np.random.default_rng(args.seed)
+    )
     pairs = truth_pairs(texts, truth)
     words = np.mean([len(t.split()) for t in texts])
     print(

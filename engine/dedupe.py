@@ -26,7 +26,9 @@ import xxhash
 
 @dataclass
 class DedupeSettings:
-    threshold: float = 0.8  # Jaccard similarity (word shingles) above which texts are near duplicates
+    threshold: float = (
+        0.8  # Jaccard similarity (word shingles) above which texts are near duplicates
+    )
     num_perm: int = 128  # MinHash signature length
     shingle_size: int = 5  # words per shingle
     semantic: bool = False  # also look for semantic duplicates with embeddings
@@ -41,7 +43,9 @@ class DedupeSettings:
         if self.shingle_size < 1:
             raise ValueError(f"shingle_size must be at least 1, got {self.shingle_size}.")
         if not -1.0 <= self.semantic_threshold <= 1.0:
-            raise ValueError(f"semantic_threshold is a cosine in [-1, 1], got {self.semantic_threshold}.")
+            raise ValueError(
+                f"semantic_threshold is a cosine in [-1, 1], got {self.semantic_threshold}."
+            )
 
 
 @dataclass
@@ -71,23 +75,27 @@ def normalized_hash(text: str) -> str:
     return xxhash.xxh3_128_hexdigest(" ".join(w for w in words if w).encode("utf-8"))
 
 
-def _word_hashes(texts: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _word_hashes(texts: list[str], seed: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every normalized word of every text (flat, in order) and the words per text.
 
     Splits like str.split (pyarrow's utf8 whitespace is Python's) and normalizes like
-    normalized_hash, so equal word sequences here mean equal normalized_hash."""
+    normalized_hash, so equal word sequences here mean equal normalized_hash. `cache` maps a
+    raw word to its hash (0: no word left once punctuation is stripped) across batches."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     lists = pc.utf8_split_whitespace(pa.array(texts, pa.large_string()))
     offsets = lists.offsets.to_numpy()
     encoded = pc.dictionary_encode(pc.list_flatten(lists))
-    words = [_normalize_word(w) for w in encoded.dictionary.to_pylist()]
-    vocab = np.array([xxhash.xxh3_64_intdigest(w.encode(), seed) for w in words], np.uint64)
-    ids = encoded.indices.to_numpy(zero_copy_only=False)
-    dropped = np.flatnonzero(~np.array([bool(w) for w in words], dtype=bool)[ids])
+    raw = encoded.dictionary.to_pylist()
+    for word in raw:
+        if word not in cache:
+            word_hash = _normalize_word(word)
+            cache[word] = xxhash.xxh3_64_intdigest(word_hash.encode(), seed) if word_hash else 0
+    hashes = np.array([cache[w] for w in raw], dtype=np.uint64)[encoded.indices.to_numpy()]
+    dropped = np.flatnonzero(hashes == 0)
     counts = np.diff(offsets) - np.diff(np.searchsorted(dropped, offsets))
-    return vocab[np.delete(ids, dropped)], counts  # drops punctuation-only words
+    return np.delete(hashes, dropped), counts
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -115,15 +123,14 @@ def _shingle_hashes(hashes: np.ndarray, counts: np.ndarray, k: int):
     n_shingles = np.maximum(counts - k + 1, 1)
     first = np.cumsum(n_shingles) - n_shingles
     short = np.flatnonzero(counts < k)
-    out = np.empty(int(n_shingles.sum()), dtype=np.uint64)
-    from_window = np.ones(len(out), dtype=bool)
-    from_window[first[short]] = False
-    out[from_window] = window[starts_shingle]
-    value = np.zeros(len(short), dtype=np.uint64)
-    for j in range(k - 1):
-        word = padded[np.minimum(ends[short] - counts[short] + j, n)]
-        value = np.where(j < counts[short], value * _M1 + word, value)
-    out[first[short]] = value ^ counts[short].astype(np.uint64)  # length apart from full ones
+    out = window[starts_shingle]
+    if len(short):  # one shingle of all their words, inserted in text order
+        value = np.zeros(len(short), dtype=np.uint64)
+        for j in range(k - 1):
+            word = padded[np.minimum(ends[short] - counts[short] + j, n)]
+            value = np.where(j < counts[short], value * _M1 + word, value)
+        at = first[short] - np.arange(len(short))  # where they go among the full shingles
+        out = np.insert(out, at, value ^ counts[short].astype(np.uint64))
     return _mix(out), np.repeat(np.arange(len(counts)), n_shingles)
 
 
@@ -150,28 +157,32 @@ def _signatures(shingles: np.ndarray, text_of: np.ndarray, n: int, num_perm: int
     return sig
 
 
-def _batches(texts: list[str]) -> list[slice]:
-    lengths = np.cumsum([len(t) for t in texts])
-    cuts = np.searchsorted(lengths, np.arange(_BATCH_CHARS, lengths[-1], _BATCH_CHARS))
-    bounds = [0, *sorted(set(int(c) + 1 for c in cuts) - {len(texts)}), len(texts)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+def _in_batches(fn, texts: list[str]) -> list:
+    """fn(batch) over batches of about _BATCH_CHARS characters, on all cores, in order. numpy
+    and pyarrow release the GIL, so threads share the work without copying the texts."""
+    import os
+
+    ends = np.cumsum([len(t) + 1 for t in texts])
+    cuts = np.searchsorted(ends, np.arange(_BATCH_CHARS, ends[-1], _BATCH_CHARS))
+    bounds = np.unique(np.concatenate([[0], cuts, [len(texts)]]))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda a, b: fn(texts[a:b]), bounds[:-1], bounds[1:]))
 
 
 def _scan(texts: list[str], settings: DedupeSettings, signatures: bool):
-    """Exact keys and (optionally) MinHash signatures of all texts, batches on all cores."""
+    """Exact keys and (optionally) the MinHash signatures of all texts."""
 
-    def one(part: slice):
-        hashes, counts = _word_hashes(texts[part], settings.seed)
-        keys = _exact_keys(hashes, counts)
+    cache: dict = {}
+
+    def scan(batch: list[str]):
+        hashes, counts = _word_hashes(batch, settings.seed, cache)
         if not signatures:
-            return keys, None
+            return _exact_keys(hashes, counts), None
         shingles, text_of = _shingle_hashes(hashes, counts, settings.shingle_size)
-        return keys, _signatures(shingles, text_of, len(counts), settings.num_perm)
+        sig = _signatures(shingles, text_of, len(batch), settings.num_perm)
+        return _exact_keys(hashes, counts), sig
 
-    import os
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(one, _batches(texts)))
+    results = _in_batches(scan, texts)
     keys = [key for r in results for key in r[0]]
     return keys, np.concatenate([r[1] for r in results]) if signatures else None
 
@@ -228,16 +239,26 @@ def _candidates(sig: np.ndarray, threshold: float) -> np.ndarray:
     return np.unique(pairs, axis=0)
 
 
+def _shingle_sets(batch: list[str], settings: DedupeSettings, cache: dict) -> list[np.ndarray]:
+    hashes, counts = _word_hashes(batch, settings.seed, cache)
+    shingles, _ = _shingle_hashes(hashes, counts, settings.shingle_size)
+    ends = np.cumsum(np.maximum(counts - settings.shingle_size + 1, 1))
+    sets = np.split(shingles, ends[:-1])
+    for x in sets:
+        x.sort()
+    return [x[np.concatenate([[True], x[1:] != x[:-1]])] for x in sets]
+
+
 def _jaccards(texts: list[str], pairs: np.ndarray, settings: DedupeSettings) -> np.ndarray:
     """Exact Jaccard similarity of the shingle sets of each pair of texts."""
     involved = np.unique(pairs)
-    hashes, counts = _word_hashes([texts[i] for i in involved], settings.seed)
-    shingles, text_of = _shingle_hashes(hashes, counts, settings.shingle_size)
-    bounds = np.searchsorted(text_of, np.arange(len(involved) + 1))
-    sets = [np.unique(shingles[s:e]) for s, e in zip(bounds[:-1], bounds[1:])]
-    where = np.searchsorted(involved, pairs)
+    cache: dict = {}
+    batches = _in_batches(
+        lambda b: _shingle_sets(b, settings, cache), [texts[i] for i in involved]
+    )
+    sets = [s for batch in batches for s in batch]
     scores = np.empty(len(pairs))
-    for row, (i, j) in enumerate(where):
+    for row, (i, j) in enumerate(np.searchsorted(involved, pairs)):
         common = len(np.intersect1d(sets[i], sets[j], assume_unique=True))
         scores[row] = common / (len(sets[i]) + len(sets[j]) - common)
     return scores
@@ -286,7 +307,9 @@ def semantic_pairs(texts, settings: DedupeSettings, embed) -> list[DuplicatePair
         rows, cols = np.nonzero(scores >= settings.semantic_threshold)
         keep = cols > rows  # column j of the block is text start + j; keep the upper triangle
         for r, c in zip(rows[keep], cols[keep]):
-            pairs.append(DuplicatePair(start + int(r), start + int(c), "semantic", float(scores[r, c])))
+            pairs.append(
+                DuplicatePair(start + int(r), start + int(c), "semantic", float(scores[r, c]))
+            )
     return pairs
 
 
@@ -340,8 +363,11 @@ def find_duplicates(
     keys, sig = _scan(texts, settings, signatures=True)
     first = _exact_groups(keys)
     pairs = _pairs_to_first(first) + _near_from(texts, sig, first, settings)
-    if settings.semantic:
+    if settings.semantic:  # among the first of each exact group, like near pairs
+        reps = np.flatnonzero(first == np.arange(len(first)))
         seen = {(p.a, p.b) for p in pairs}
-        found = semantic_pairs(texts, settings, embed or default_embedder())
-        pairs += [p for p in found if (p.a, p.b) not in seen]
+        for p in semantic_pairs([texts[i] for i in reps], settings, embed or default_embedder()):
+            p.a, p.b = int(reps[p.a]), int(reps[p.b])
+            if (p.a, p.b) not in seen:
+                pairs.append(p)
     return cluster_labels(len(texts), pairs), pairs

@@ -20,8 +20,10 @@ def db_path() -> Path:
 
 
 def models_dir() -> Path:
-    path = data_dir() / "models"
-    path.mkdir(exist_ok=True)
+    """Converted and fine-tuned models; TUNELOOP_MODELS may point elsewhere (tests share one
+    converted default model across data folders this way)."""
+    path = Path(os.environ.get("TUNELOOP_MODELS", data_dir() / "models")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

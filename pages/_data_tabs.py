@@ -108,6 +108,14 @@ def clean_tab(con):
             f"{report.n_changed:,} of {report.n_documents:,} documents changed "
             f"({report.n_repeated_lines} repeated header/footer lines found across documents)."
         )
+    if st.button("Count tokens and flag documents over the model's context", key="data_tokens"):
+        from engine.curation import count_tokens
+        from engine.models import default_model_dir
+
+        with st.spinner("Preparing the default model's tokenizer…"):
+            model_dir = default_model_dir(progress=lambda msg: None)
+        window = count_tokens(con, model_dir, progress=progress_ui("Counting tokens…"))
+        st.success(f"Counted tokens with SmolLM2's tokenizer (context window {window:,}).")
 
 
 def overview_tab(con):

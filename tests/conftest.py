@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import store
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CONGRESS_TRAIN = SHARED_DATA / "congress119" / "train.jsonl"
+# The embedded default model is converted once per checkout, not once per test's data folder.
+os.environ.setdefault("TUNELOOP_MODELS", str(ROOT / ".test-models"))
 
 
 def pytest_collection_modifyitems(config, items):

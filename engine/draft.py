@@ -1,0 +1,205 @@
+"""The drafting job: a model writes a summary draft for each document of a run folder.
+
+    python -m engine draft-worker RUN_DIR
+
+RUN_DIR/config.json is a DraftConfig (model, adapter, instruction and its prompt version,
+generation settings); RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are
+appended to RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary",
+"n_generated_tokens", "truncated", "model", "prompt_version"}) and flushed, so a cancelled or
+crashed run keeps what it made, and a restart skips the documents already drafted. Progress goes
+to events.jsonl through jobs.RunWriter. Like every job, it never opens the database: the app
+writes the inputs and ingests drafts.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from engine import generate
+from engine.generate import GenerationSettings
+from engine.jobs import RunWriter, read_json, write_json
+from engine.prompts import DEFAULT_INSTRUCTION
+
+DRAFTS = "drafts.jsonl"
+
+
+@dataclass
+class DraftConfig:
+    model: str  # model folder, Hub id, or "smollm2-135m-instruct" for the embedded default
+    adapter: str | None = None  # LoRA adapter folder applied on top of `model`
+    model_id: str = ""  # name stored with each draft (the app's models.id); default: model
+    instruction: str = DEFAULT_INSTRUCTION  # the prompt instruction, from prompt_versions
+    prompt_version: int = 1  # prompt_versions.version the instruction belongs to
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self):
+        if isinstance(self.settings, dict):
+            self.settings = GenerationSettings(**self.settings)
+        if not self.model:
+            raise ValueError("config.json names no model: set 'model' to a folder or Hub id.")
+        if not self.instruction.strip():
+            raise ValueError("The instruction is empty: write what the model should do.")
+        self.model_id = self.model_id or self.model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_run(run_dir: str | Path, config: DraftConfig, documents: list[dict]) -> Path:
+    """Create a drafting run folder: config.json and documents.jsonl ({"document_id", "text"})."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "documents.jsonl", "w", encoding="utf-8") as f:
+        for d in documents:
+            f.write(json.dumps({"document_id": d["document_id"], "text": d["text"]}) + "\n")
+    write_json(run_dir / "config.json", config.to_dict())
+    return run_dir
+
+
+def read_config(run_dir: Path) -> DraftConfig:
+    path = run_dir / "config.json"
+    try:
+        return DraftConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: create the run with draft.write_run.") from None
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{path} is not a valid drafting config: {e}") from None
+
+
+def read_documents(run_dir: Path) -> list[dict]:
+    """The documents to draft, checked: each line has a unique document_id and a text."""
+    path = run_dir / "documents.jsonl"
+    if not path.exists():
+        raise ValueError(f"{path} is missing: export the documents to draft first.")
+    documents, seen = [], set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            doc_id, text = row["document_id"], row["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(
+                f"{path} line {n} is not a JSON object with document_id and text."
+            ) from None
+        if doc_id in seen:
+            raise ValueError(f"{path} line {n}: document_id {doc_id!r} appears twice.")
+        seen.add(doc_id)
+        documents.append({"document_id": doc_id, "text": str(text)})
+    return documents
+
+
+def drafted_ids(run_dir: Path) -> set:
+    """document_ids already in drafts.jsonl. A half-written last line (the worker was killed
+    while writing) is cut off, so appending continues on a clean line."""
+    path = run_dir / DRAFTS
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return {json.loads(line)["document_id"] for line in data[:end].splitlines() if line.strip()}
+
+
+def append_drafts(run_dir: Path, rows: list[dict]):
+    with open(run_dir / DRAFTS, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def clear_stale_cancel(run_dir: Path, started: float | None):
+    """Forget a cancel request left by an earlier run of this folder (resuming must not stop
+    at once); a request made after this run was started still counts."""
+    cancel = run_dir / "cancel"
+    if cancel.exists() and cancel.stat().st_mtime < (started or time.time()):
+        cancel.unlink()
+
+
+def run_drafting(run_dir: str | Path) -> str:
+    """Draft every document of the run not drafted yet; returns the final state
+    (succeeded or cancelled). Raises ValueError for bad inputs."""
+    run_dir = Path(run_dir)
+    writer = RunWriter(run_dir)
+    clear_stale_cancel(run_dir, read_json(run_dir / "status.json", {}).get("started"))
+    writer.set_status("running", pid=os.getpid())
+    config = read_config(run_dir)
+    documents = read_documents(run_dir)
+    done = drafted_ids(run_dir)
+    # Longest first: similar lengths share a batch (little padding), and a batch that does not
+    # fit in memory fails at the start, not after an hour.
+    todo = sorted(
+        (d for d in documents if d["document_id"] not in done), key=lambda d: -len(d["text"])
+    )
+    writer.event("start", total=len(documents), already_drafted=len(documents) - len(todo))
+    if not todo:
+        writer.set_status("succeeded", "Every document already had a draft.")
+        return "succeeded"
+    started = time.time()
+    model, tokenizer = generate.load_model(config.model, config.adapter)
+    writer.event("model_loaded", model=config.model_id, seconds=round(time.time() - started, 1))
+
+    settings, drafted, tokens, truncated = config.settings, 0, 0, 0
+    started = time.time()
+    for start in range(0, len(todo), settings.batch_size):
+        batch = todo[start : start + settings.batch_size]
+        results = generate.summarize_batch(
+            model, tokenizer, [d["text"] for d in batch], settings, config.instruction
+        )
+        append_drafts(run_dir, [
+            {"document_id": d["document_id"], "summary": r.text,
+             "n_generated_tokens": r.n_generated_tokens, "truncated": r.truncated,
+             "model": config.model_id, "prompt_version": config.prompt_version}
+            for d, r in zip(batch, results)
+        ])
+        drafted += len(batch)
+        tokens += sum(r.n_generated_tokens for r in results)
+        truncated += sum(r.truncated for r in results)
+        seconds = time.time() - started
+        writer.event(
+            "progress", done=len(documents) - len(todo) + drafted, total=len(documents),
+            truncated=truncated, docs_per_s=round(drafted / seconds, 3),
+            tokens_per_s=round(tokens / seconds, 1),
+        )
+        if writer.cancel_requested() and start + settings.batch_size < len(todo):
+            writer.set_status("cancelled", f"Cancelled after {drafted} of {len(todo)} drafts.")
+            return "cancelled"
+    note = f" ({truncated} documents were cut to fit the model's context)" if truncated else ""
+    writer.set_status("succeeded", f"Drafted {drafted} documents{note}.")
+    return "succeeded"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine draft-worker", description="Draft summaries for a run folder."
+    )
+    parser.add_argument("run_dir", type=Path)
+    run_dir = parser.parse_args(argv).run_dir
+    if not run_dir.is_dir():
+        print(f"error: {run_dir} is not a run folder.", file=sys.stderr)
+        return 1
+    writer = RunWriter(run_dir)
+    try:
+        state = run_drafting(run_dir)
+    except (ValueError, OSError) as e:
+        writer.set_status("failed", str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # keep the traceback in worker.log, a readable reason in status
+        traceback.print_exc()
+        reason = f"{type(e).__name__}: {e}"
+        if "out of memory" in str(e).lower():
+            reason = f"Out of memory: lower the batch size in the settings. ({reason})"
+        writer.set_status("failed", reason)
+        return 1
+    print(f"drafting {state}", file=sys.stderr)
+    return 0

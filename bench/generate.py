@@ -43,15 +43,31 @@ def machine() -> str:
     )
 
 
+def load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def row(mode, results, seconds, cpu, loop_seconds, same):
+    tokens = sum(r.n_generated_tokens for r in results)
+    print(
+        f"{mode:<14}{seconds:8.1f}{cpu:8.1f}{len(results) / seconds:8.3f}{tokens:8d}"
+        f"{tokens / seconds:10.1f}{loop_seconds / seconds:10.2f}  {same}",
+        flush=True,
+    )
+
+
 def timed(model, tokenizer, documents, settings, one_at_a_time=False):
     from engine.generate import summarize_batch
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), sum(os.times()[:2])
     if one_at_a_time:
         results = [summarize_batch(model, tokenizer, [d], settings)[0] for d in documents]
     else:
         results = summarize_batch(model, tokenizer, documents, settings)
-    return results, time.perf_counter() - start
+    return results, time.perf_counter() - start, sum(os.times()[:2]) - cpu
 
 
 def main(argv=None) -> int:
@@ -83,21 +99,24 @@ def main(argv=None) -> int:
         f"max_new_tokens {settings.max_new_tokens}"
     )
     timed(model, tokenizer, documents[:2], replace(settings, max_new_tokens=4), True)  # warm-up
+    print(f"load average before: {load()}")
 
-    reference, seconds = timed(model, tokenizer, documents, settings, one_at_a_time=True)
-    n_tokens = sum(r.n_generated_tokens for r in reference)
+    reference, seconds, cpu = timed(model, tokenizer, documents, settings, one_at_a_time=True)
     n_cut = sum(r.truncated for r in reference)
-    print(f"{n_tokens} tokens generated, {n_cut}/{len(documents)} documents cut to fit\n")
-    print(f"{'mode':<18}{'seconds':>9}{'docs/s':>9}{'tokens/s':>10}{'speed-up':>10}  identical")
-    print(f"{'one at a time':<18}{seconds:9.1f}{len(documents) / seconds:9.3f}"
-          f"{n_tokens / seconds:10.1f}{1:10.2f}  -")
+    print(f"{n_cut}/{len(documents)} documents cut to fit the prompt limit\n")
+    print(
+        f"{'mode':<14}{'seconds':>8}{'cpu s':>8}{'docs/s':>8}{'tokens':>8}{'tokens/s':>10}"
+        f"{'speed-up':>10}  identical to one at a time"
+    )
+    row("one at a time", reference, seconds, cpu, seconds, "-")
     loop_seconds = seconds
     for size in [int(s) for s in args.batch_sizes.split(",")]:
-        results, seconds = timed(model, tokenizer, documents, replace(settings, batch_size=size))
+        results, seconds, cpu = timed(
+            model, tokenizer, documents, replace(settings, batch_size=size)
+        )
         same = [r.text for r in results] == [r.text for r in reference]
-        print(f"{'batch ' + str(size):<18}{seconds:9.1f}{len(documents) / seconds:9.3f}"
-              f"{sum(r.n_generated_tokens for r in results) / seconds:10.1f}"
-              f"{loop_seconds / seconds:10.2f}  {'yes' if same else 'NO'}", flush=True)
+        row(f"batch {size}", results, seconds, cpu, loop_seconds, "yes" if same else "NO")
+    print(f"load average after: {load()} (above ~0.5 means other work shared the CPU)")
     return 0
 
 

@@ -3,7 +3,7 @@
     python -m engine draft-worker RUN_DIR
 
 RUN_DIR/config.json is a DraftConfig (model, adapter, instruction and its prompt version,
-generation settings); RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are
+generation settings; engine.labelling.start_drafting writes it); RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are
 appended to RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary",
 "n_generated_tokens", "truncated", "model", "prompt_version"}) and flushed, so a cancelled or
 crashed run keeps what it made, and a restart skips the documents already drafted. Progress goes
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from engine import generate
 from engine.generate import GenerationSettings
-from engine.jobs import RunWriter, read_json, write_json
+from engine.jobs import RunWriter, write_json
 from engine.prompts import DEFAULT_INSTRUCTION
 
 DRAFTS = "drafts.jsonl"
@@ -37,11 +37,12 @@ class DraftConfig:
     model_id: str = ""  # name stored with each draft (the app's models.id); default: model
     instruction: str = DEFAULT_INSTRUCTION  # the prompt instruction, from prompt_versions
     prompt_version: int = 1  # prompt_versions.version the instruction belongs to
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    n_documents: int | None = None  # lines the app exported to documents.jsonl, to check it
 
     def __post_init__(self):
-        if isinstance(self.settings, dict):
-            self.settings = GenerationSettings(**self.settings)
+        if isinstance(self.generation, dict):
+            self.generation = GenerationSettings(**self.generation)
         if not self.model:
             raise ValueError("config.json names no model: set 'model' to a folder or Hub id.")
         if not self.instruction.strip():
@@ -59,7 +60,7 @@ def write_run(run_dir: str | Path, config: DraftConfig, documents: list[dict]) -
     with open(run_dir / "documents.jsonl", "w", encoding="utf-8") as f:
         for d in documents:
             f.write(json.dumps({"document_id": d["document_id"], "text": d["text"]}) + "\n")
-    write_json(run_dir / "config.json", config.to_dict())
+    write_json(run_dir / "config.json", config.to_dict() | {"n_documents": len(documents)})
     return run_dir
 
 
@@ -117,23 +118,19 @@ def append_drafts(run_dir: Path, rows: list[dict]):
         os.fsync(f.fileno())
 
 
-def clear_stale_cancel(run_dir: Path, started: float | None):
-    """Forget a cancel request left by an earlier run of this folder (resuming must not stop
-    at once); a request made after this run was started still counts."""
-    cancel = run_dir / "cancel"
-    if cancel.exists() and cancel.stat().st_mtime < (started or time.time()):
-        cancel.unlink()
-
-
 def run_drafting(run_dir: str | Path) -> str:
     """Draft every document of the run not drafted yet; returns the final state
     (succeeded or cancelled). Raises ValueError for bad inputs."""
     run_dir = Path(run_dir)
     writer = RunWriter(run_dir)
-    clear_stale_cancel(run_dir, read_json(run_dir / "status.json", {}).get("started"))
     writer.set_status("running", pid=os.getpid())
     config = read_config(run_dir)
     documents = read_documents(run_dir)
+    if config.n_documents is not None and config.n_documents != len(documents):
+        raise ValueError(
+            f"documents.jsonl holds {len(documents)} documents, not the {config.n_documents} "
+            "exported: the export was interrupted. Start a new drafting run."
+        )
     done = drafted_ids(run_dir)
     # Longest first: similar lengths share a batch (little padding), and a batch that does not
     # fit in memory fails at the start, not after an hour.
@@ -148,9 +145,11 @@ def run_drafting(run_dir: str | Path) -> str:
     model, tokenizer = generate.load_model(config.model, config.adapter)
     writer.event("model_loaded", model=config.model_id, seconds=round(time.time() - started, 1))
 
-    settings, drafted, tokens, truncated = config.settings, 0, 0, 0
+    settings, drafted, tokens, truncated = config.generation, 0, 0, 0
     started = time.time()
     for start in range(0, len(todo), settings.batch_size):
+        if writer.cancel_requested():
+            break
         batch = todo[start : start + settings.batch_size]
         results = generate.summarize_batch(
             model, tokenizer, [d["text"] for d in batch], settings, config.instruction
@@ -170,10 +169,13 @@ def run_drafting(run_dir: str | Path) -> str:
             truncated=truncated, docs_per_s=round(drafted / seconds, 3),
             tokens_per_s=round(tokens / seconds, 1),
         )
-        if writer.cancel_requested() and start + settings.batch_size < len(todo):
-            writer.set_status("cancelled", f"Cancelled after {drafted} of {len(todo)} drafts.")
-            return "cancelled"
-    note = f" ({truncated} documents were cut to fit the model's context)" if truncated else ""
+    # The request is honoured: remove it so that resuming this folder does not stop at once.
+    (run_dir / "cancel").unlink(missing_ok=True)
+    note = f"; {truncated} documents were cut to fit the model's context" if truncated else ""
+    if drafted < len(todo):
+        done = len(documents) - len(todo) + drafted
+        writer.set_status("cancelled", f"Cancelled: {done} of {len(documents)} drafted{note}.")
+        return "cancelled"
     writer.set_status("succeeded", f"Drafted {drafted} documents{note}.")
     return "succeeded"
 

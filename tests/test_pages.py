@@ -162,3 +162,15 @@ def test_chat_page_summarizes_with_the_default_model(app):
     )
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1]["content"].strip() and messages[1]["model_id"] == "smollm2-135m-instruct"
+
+
+def test_users_page_adds_a_reviewer(app):
+    from store import users
+
+    app.switch_page("pages/users.py").run()
+    app.text_input(key="users_name").input("rita")
+    app.text_input(key="users_password").input("reviewer pass")
+    app.selectbox(key="users_role").set_value("reviewer")
+    app.button[-1].click().run()
+    assert not app.exception, app.exception
+    assert users.get_user(open_store(), "rita")["role"] == "reviewer"

@@ -97,9 +97,9 @@ picked = st.dataframe(
 )
 bulk_ui(f, total)
 chosen = picked.selection.rows if picked else []
-default_id = (
-    int(rows["id"].iloc[chosen[0]]) if chosen else (int(rows["id"].iloc[0]) if len(rows) else 0)
-)
-example_id = st.number_input("Open example id", 0, value=default_id, key="curate_open")
-if example_id:
-    editor_ui(int(example_id))
+jump = st.number_input("Open example id (0: the row selected above, else the first)", 0,
+                       key="curate_open")
+if jump:
+    editor_ui(int(jump))
+elif len(rows):
+    editor_ui(int(rows["id"].iloc[chosen[0] if chosen else 0]))

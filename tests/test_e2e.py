@@ -56,7 +56,10 @@ def server(tmp_path):
         pytest.fail("the app did not start: " + proc.stdout.read().decode()[-2000:])
     yield url
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def test_import_through_the_page_then_find_it_in_curate(server, tmp_path):

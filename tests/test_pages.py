@@ -75,7 +75,8 @@ def test_curate_page_bulk_accepts_a_filter(app):
 
 def test_curate_page_edits_a_summary(app):
     app.switch_page("pages/curate.py").run()
-    example_id = app.number_input(key="curate_open").value
+    example_id = int(ex.page_examples(open_store(), ex.ExampleFilter())["id"].iloc[5])
+    app.number_input(key="curate_open").set_value(example_id).run()
     app.text_area(key="curate_summary").input("A corrected summary.")
     app.radio(key="curate_status").set_value("accepted")
     app.button[-1].click().run()  # the form's Save button

@@ -175,3 +175,25 @@ def test_users_page_adds_a_reviewer(app):
     app.button[-1].click().run()
     assert not app.exception, app.exception
     assert users.get_user(open_store(), "rita")["role"] == "reviewer"
+
+
+@pytest.mark.slow
+def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
+    import time
+
+    from engine.labelling import refresh_drafting
+    from store import runs as runs_store
+
+    app.switch_page("pages/label.py").run()
+    assert not app.exception, app.exception
+    app.number_input(key="label_limit").set_value(2)
+    app.number_input(key="label_max_new").set_value(24)
+    app.button[0].click().run()  # the form's "Start drafting"
+    assert not app.exception, app.exception
+    con = open_store()
+    (run_id,) = runs_store.list_runs(con, kind="draft")["id"]
+    deadline = time.time() + 240
+    while refresh_drafting(con, run_id).state == "running" and time.time() < deadline:
+        time.sleep(1)
+    assert runs_store.get_run(con, run_id)["state"] == "succeeded"
+    assert con.execute("SELECT count(*) FROM drafts WHERE run_id = ?", [run_id]).fetchone() == (2,)

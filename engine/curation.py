@@ -98,33 +98,34 @@ def import_file(
 
 
 def _frames(records, source: str, status: str, import_id: int):
-    ids = [_hash(r.document) for r in records]
-    documents = pd.DataFrame(
-        {
-            "id": ids,
-            "raw_text": [r.document for r in records],
-            "title": [r.title for r in records],
-            "source": source,
-            "ref": [r.ref for r in records],
-            "n_words": [len(r.document.split()) for r in records],
-            "import_id": import_id,
-        }
-    )
+    """Arrow tables of the batch's documents and examples (Arrow goes to DuckDB without a copy;
+    a pandas frame of strings costs a conversion)."""
+    import pyarrow as pa
+
+    n = len(records)
+    texts = [r.document for r in records]
     summaries = [r.summary for r in records]
-    examples = pd.DataFrame(
-        {
-            "document_id": ids,
-            "summary": summaries,
-            "origin": "imported",
-            "source": source,
-            "status": status,
-            "flags": [[] for _ in records],  # set by refresh_flags
-            "content_hash": [
-                _hash(i + "\x00" + " ".join((s or "").split())) for i, s in zip(ids, summaries)
-            ],
-            "n_summary_words": [len(s.split()) if s else 0 for s in summaries],
-        }
-    )
+    ids = [_hash(t) for t in texts]
+    documents = pa.table({
+        "id": ids,
+        "raw_text": texts,
+        "title": pa.array([r.title for r in records], pa.string()),
+        "source": [source] * n,
+        "ref": [r.ref for r in records],
+        "n_words": pa.array([len(t.split()) for t in texts], pa.int32()),
+        "import_id": pa.array([import_id] * n, pa.int64()),
+    })
+    summary_words = [s.split() if s else [] for s in summaries]
+    examples = pa.table({
+        "document_id": ids,
+        "summary": pa.array(summaries, pa.string()),
+        "origin": ["imported"] * n,
+        "source": [source] * n,
+        "status": [status] * n,
+        "flags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),  # see refresh_flags
+        "content_hash": [_hash(i + "\x00" + " ".join(w)) for i, w in zip(ids, summary_words)],
+        "n_summary_words": pa.array([len(w) for w in summary_words], pa.int32()),
+    })
     return documents, examples
 
 

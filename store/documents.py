@@ -19,9 +19,9 @@ def finish_import(con, import_id: int, n_read: int, n_docs: int, n_examples: int
     )
 
 
-def add_documents(con, docs: pd.DataFrame) -> int:
-    """Insert documents (columns id, raw_text, title, source, ref, n_words, import_id) whose id is
-    new; return how many were new. The first row wins among rows with the same id."""
+def add_documents(con, docs) -> int:
+    """Insert documents (a DataFrame or Arrow table: id, raw_text, title, source, ref, n_words,
+    import_id) whose id is new; return how many were new. The first of rows with one id wins."""
     con.register("_new_docs", docs)
     try:
         return con.execute(

@@ -74,8 +74,8 @@ class ExampleFilter:
 _FROM = "FROM examples e JOIN documents d ON d.id = e.document_id"
 
 
-def add_examples(con, rows: pd.DataFrame) -> int:
-    """Insert examples (document_id, summary, origin, source, status, flags, content_hash,
+def add_examples(con, rows) -> int:
+    """Insert examples (a DataFrame or Arrow table: document_id, summary, origin, source, status, flags, content_hash,
     n_summary_words) whose content_hash is new; return how many were new."""
     con.register("_new_examples", rows)
     try:
@@ -98,12 +98,16 @@ def count_examples(con, f: ExampleFilter = ExampleFilter()) -> int:
 
 
 def page_examples(con, f: ExampleFilter, offset: int = 0, limit: int = 50) -> pd.DataFrame:
+    """One page of examples. The page's ids are found first, so the text columns are read for
+    those rows only, not for every row the filter matches."""
     where, params = f.where()
     return con.execute(
-        f"""SELECT e.id, d.title, left(d.clean_text, 200) AS document, e.summary, e.status,
+        f"""WITH page AS (SELECT e.id {_FROM} WHERE {where} ORDER BY e.id LIMIT ? OFFSET ?)
+           SELECT e.id, d.title, left(d.clean_text, 200) AS document, e.summary, e.status,
                e.split, e.flags, e.tags, d.n_words, e.n_summary_words, e.source, e.origin,
                d.cluster_id, e.document_id
-           {_FROM} WHERE {where} ORDER BY e.id LIMIT ? OFFSET ?""",
+           FROM page JOIN examples e ON e.id = page.id JOIN documents d ON d.id = e.document_id
+           ORDER BY e.id""",
         params + [limit, offset],
     ).fetchdf()
 

@@ -35,15 +35,25 @@ def main():
     if not DATA.exists():
         sys.exit(f"{DATA} is absent: this benchmark needs ../shared/data.")
     bills = [json.loads(line) for line in DATA.open()]
-    print(f"machine: {platform.platform()}, {platform.processor() or 'cpu'}, python "
-          f"{platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or 'cpu'}, python "
+        f"{platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         with corpus.open("w") as f:
             for i in range(n):
                 b = bills[i % len(bills)]
-                f.write(json.dumps({"document": f"{b['document']}\nCopy {i}.",
-                                    "summary": b["summary"], "title": b["title"]}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "document": f"{b['document']}\nCopy {i}.",
+                            "summary": b["summary"],
+                            "title": b["title"],
+                        }
+                    )
+                    + "\n"
+                )
         con = store.connect(Path(tmp) / "bench.duckdb")
         start = time.perf_counter()
         import_file(con, corpus)
@@ -54,11 +64,14 @@ def main():
             "first page": lambda: ex.page_examples(con, some, 0, 50),
             "page 1,000": lambda: ex.page_examples(con, some, 50_000 % max(n, 1), 50),
             "filter status+words, count": lambda: ex.count_examples(
-                con, ex.ExampleFilter(statuses=("pending",), min_words=300)),
+                con, ex.ExampleFilter(statuses=("pending",), min_words=300)
+            ),
             "filter status+words, page": lambda: ex.page_examples(
-                con, ex.ExampleFilter(statuses=("pending",), min_words=300), 500, 50),
+                con, ex.ExampleFilter(statuses=("pending",), min_words=300), 500, 50
+            ),
             "search 'veterans', page": lambda: ex.page_examples(
-                con, ex.ExampleFilter(search="veterans"), 0, 50),
+                con, ex.ExampleFilter(search="veterans"), 0, 50
+            ),
             "sidebar sources": lambda: ex.counts_by(con, "source"),
             "status counts": lambda: ex.counts_by(con, "status"),
             "flag counts": lambda: ex.flag_counts(con),

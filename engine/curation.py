@@ -15,8 +15,8 @@ import pandas as pd
 import xxhash
 
 from engine.clean import CleanSettings, clean_text, repeated_lines
-from engine.quality import quality_flags
 from engine.importers import ColumnMap, ImportProblem, open_source
+from engine.quality import quality_flags
 from store import documents as docs_store
 from store import examples as examples_store
 from store import transaction
@@ -106,26 +106,30 @@ def _frames(records, source: str, status: str, import_id: int):
     texts = [r.document for r in records]
     summaries = [r.summary for r in records]
     ids = [_hash(t) for t in texts]
-    documents = pa.table({
-        "id": ids,
-        "raw_text": texts,
-        "title": pa.array([r.title for r in records], pa.string()),
-        "source": [source] * n,
-        "ref": [r.ref for r in records],
-        "n_words": pa.array([len(t.split()) for t in texts], pa.int32()),
-        "import_id": pa.array([import_id] * n, pa.int64()),
-    })
+    documents = pa.table(
+        {
+            "id": ids,
+            "raw_text": texts,
+            "title": pa.array([r.title for r in records], pa.string()),
+            "source": [source] * n,
+            "ref": [r.ref for r in records],
+            "n_words": pa.array([len(t.split()) for t in texts], pa.int32()),
+            "import_id": pa.array([import_id] * n, pa.int64()),
+        }
+    )
     summary_words = [s.split() if s else [] for s in summaries]
-    examples = pa.table({
-        "document_id": ids,
-        "summary": pa.array(summaries, pa.string()),
-        "origin": ["imported"] * n,
-        "source": [source] * n,
-        "status": [status] * n,
-        "flags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),  # see refresh_flags
-        "content_hash": [_hash(i + "\x00" + " ".join(w)) for i, w in zip(ids, summary_words)],
-        "n_summary_words": pa.array([len(w) for w in summary_words], pa.int32()),
-    })
+    examples = pa.table(
+        {
+            "document_id": ids,
+            "summary": pa.array(summaries, pa.string()),
+            "origin": ["imported"] * n,
+            "source": [source] * n,
+            "status": [status] * n,
+            "flags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),  # see refresh_flags
+            "content_hash": [_hash(i + "\x00" + " ".join(w)) for i, w in zip(ids, summary_words)],
+            "n_summary_words": pa.array([len(w) for w in summary_words], pa.int32()),
+        }
+    )
     return documents, examples
 
 
@@ -183,8 +187,12 @@ def refresh_flags(con, context_window: int | None = None, since_id: int = 0):
     """Recompute quality flags from the current cleaned text (of examples from `since_id` on)."""
     for batch in examples_store.examples_for_flags(con, since_id=since_id):
         flags = [
-            quality_flags(d, None if pd.isna(s) else s, None if pd.isna(n) else int(n),
-                          None if pd.isna(n) else context_window)
+            quality_flags(
+                d,
+                None if pd.isna(s) else s,
+                None if pd.isna(n) else int(n),
+                None if pd.isna(n) else context_window,
+            )
             for d, s, n in zip(batch["document"], batch["summary"], batch["n_tokens"])
         ]
         examples_store.set_flags(con, pd.DataFrame({"id": batch["id"], "flags": flags}))

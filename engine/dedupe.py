@@ -58,7 +58,7 @@ _PUNCT = re.compile(r"[^\w\s]|_")
 _U64 = np.uint64
 _M1, _M2 = _U64(0x9E3779B97F4A7C15), _U64(0xC2B2AE3D27D4EB4F)  # odd multipliers
 _EMPTY = np.uint32(0xFFFFFFFF)
-_BATCH_CHARS = 2_000_000  # characters per batch: bounds working memory per thread
+_BATCH_CHARS = 1_000_000  # characters per batch: bounds the working memory of each thread
 _WINDOW = 64  # in a band bucket, a text is paired with at most this many following texts
 
 

@@ -16,14 +16,20 @@ import numpy as np
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _WORD = re.compile(r"\w+")
-_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|"
-           "December|Jan\\.|Feb\\.|Mar\\.|Apr\\.|Jun\\.|Jul\\.|Aug\\.|Sept?\\.|Oct\\.|Nov\\.|Dec\\.")
-_DATE = re.compile(rf"\b(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b"
-                   rf"|\b\d{{1,2}}\s+(?:{_MONTHS})\s+\d{{4}}\b|\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b")
+_MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|"
+    "December|Jan\\.|Feb\\.|Mar\\.|Apr\\.|Jun\\.|Jul\\.|Aug\\.|Sept?\\.|Oct\\.|Nov\\.|Dec\\."
+)
+_DATE = re.compile(
+    rf"\b(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b"
+    rf"|\b\d{{1,2}}\s+(?:{_MONTHS})\s+\d{{4}}\b|\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b"
+)
 _MONEY = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand))?", re.I)
 _NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
-_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|of|the|and|&)){0,4}\s+[A-Z][a-z]+\b"
-                   r"|\b[A-Z]{2,}(?:\s+[A-Z]{2,})*\b")
+_NAME = re.compile(
+    r"\b[A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|of|the|and|&)){0,4}\s+[A-Z][a-z]+\b"
+    r"|\b[A-Z]{2,}(?:\s+[A-Z]{2,})*\b"
+)
 _NAME_STOP = frozenset({"The", "This", "That", "These", "Those", "In", "On", "It", "A", "An"})
 
 
@@ -103,8 +109,9 @@ def bootstrap_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
     tail = (1 - level) / 2
-    return Interval(float(values.mean()), float(np.quantile(means, tail)),
-                    float(np.quantile(means, 1 - tail)))
+    return Interval(
+        float(values.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    )
 
 
 def paired_bootstrap(a, b, n_resamples: int = 2000, seed: int = 0) -> tuple[Interval, float]:
@@ -117,6 +124,7 @@ def paired_bootstrap(a, b, n_resamples: int = 2000, seed: int = 0) -> tuple[Inte
     means = diff[rng.integers(0, diff.size, (n_resamples, diff.size))].mean(axis=1)
     p = 2 * min((means <= 0).mean(), (means >= 0).mean())
     tail = 0.025
-    ci = Interval(float(diff.mean()), float(np.quantile(means, tail)),
-                  float(np.quantile(means, 1 - tail)))
+    ci = Interval(
+        float(diff.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    )
     return ci, float(min(1.0, p))

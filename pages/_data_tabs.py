@@ -6,12 +6,12 @@ from pathlib import Path
 
 import altair as alt
 import streamlit as st
-from engine.importers import ColumnMap, ImportProblem
 
 from engine.clean import CleanSettings, diff_preview
-from engine.quality import FLAG_DESCRIPTIONS
 from engine.curation import clean_documents, import_file, preview_cleaning
+from engine.importers import ColumnMap, ImportProblem
 from engine.paths import data_dir
+from engine.quality import FLAG_DESCRIPTIONS
 from engine.split import SplitSettings, split_examples
 from pages._ui import progress_ui
 from store import duplicates as dup_store

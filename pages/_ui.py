@@ -11,8 +11,8 @@ import os
 import streamlit as st
 
 import store
-from engine.paths import db_path
 from engine.labelling import ingest_drafts
+from engine.paths import db_path
 from engine.runs import reattach_all
 from engine.sample import load_sample_if_empty
 from store import duplicates as dup_store

@@ -97,8 +97,9 @@ picked = st.dataframe(
 )
 bulk_ui(f, total)
 chosen = picked.selection.rows if picked else []
-jump = st.number_input("Open example id (0: the row selected above, else the first)", 0,
-                       key="curate_open")
+jump = st.number_input(
+    "Open example id (0: the row selected above, else the first)", 0, key="curate_open"
+)
 if jump:
     editor_ui(int(jump))
 elif len(rows):

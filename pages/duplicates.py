@@ -4,8 +4,8 @@ diff and keep one, or resolve every cluster by a policy."""
 import difflib
 
 import streamlit as st
-from engine.dedupe import DedupeSettings
 
+from engine.dedupe import DedupeSettings
 from engine.duplicates import POLICIES, dedupe_documents, resolve_all, resolve_cluster
 from pages._ui import db
 from store import duplicates as dup_store

@@ -75,8 +75,9 @@ _FROM = "FROM examples e JOIN documents d ON d.id = e.document_id"
 
 
 def add_examples(con, rows) -> int:
-    """Insert examples (a DataFrame or Arrow table: document_id, summary, origin, source, status, flags, content_hash,
-    n_summary_words) whose content_hash is new; return how many were new."""
+    """Insert examples (a DataFrame or Arrow table: document_id, summary, origin, source,
+    status, flags, content_hash, n_summary_words) whose content_hash is new; return how many
+    were new."""
     con.register("_new_examples", rows)
     try:
         return con.execute(

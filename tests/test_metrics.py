@@ -13,16 +13,19 @@ from engine.metrics import (
     unsupported_facts,
 )
 
-DOC = ("On March 3, 2021, Maria Lopez slipped on a wet floor at the Fairview Market in Dayton. "
-       "She broke her wrist. Fairview Market settled the claim for $45,000 in June 2022.")
+DOC = (
+    "On March 3, 2021, Maria Lopez slipped on a wet floor at the Fairview Market in Dayton. "
+    "She broke her wrist. Fairview Market settled the claim for $45,000 in June 2022."
+)
 
 
 def test_rouge_matches_the_rouge_score_package():
-    pairs = [("The cat sat on the mat.", "A cat was sitting on the mat."),
-             ("Grants for safer crossings near schools.", "The bill funds school crossings.")]
+    pairs = [
+        ("The cat sat on the mat.", "A cat was sitting on the mat."),
+        ("Grants for safer crossings near schools.", "The bill funds school crossings."),
+    ]
     ours = rouge([p for p, _ in pairs], [r for _, r in pairs])
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"],
-                                      use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     for i, (p, r) in enumerate(pairs):
         expected = scorer.score(r, p)
         for t in ours:
@@ -31,7 +34,9 @@ def test_rouge_matches_the_rouge_score_package():
 
 
 def test_unsupported_facts_catch_an_invented_date_and_pass_a_faithful_summary():
-    faithful = "Maria Lopez broke her wrist at Fairview Market on March 3, 2021; it settled for $45,000."
+    faithful = (
+        "Maria Lopez broke her wrist at Fairview Market on March 3, 2021; it settled for $45,000."
+    )
     assert unsupported_facts(faithful, DOC) == []
     invented = "Maria Lopez fell on April 9, 2020 and received $60,000 from Acme Grocers."
     missing = unsupported_facts(invented, DOC)

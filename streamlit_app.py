@@ -25,6 +25,8 @@ pages = {
         st.Page("pages/review.py", title="Review", icon="⭐"),
     ],
 }
+if can(user, "train"):
+    pages["Train"] = [st.Page("pages/train.py", title="Train", icon="🏋️")]
 if can(user, "users"):
     pages["Admin"] = [st.Page("pages/users.py", title="Users", icon="👤")]
 page = st.navigation(pages)

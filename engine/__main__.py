@@ -137,6 +137,22 @@ def cmd_draft(con, args):
         raise RuntimeError(f"Drafting run {run_id} failed.")
 
 
+def cmd_retrain(con, args):
+    import time
+
+    from engine.training import refresh_training, retrain_latest
+
+    run_id, warnings = retrain_latest(con)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"Training run {run_id} queued.", file=sys.stderr)
+    while (state := refresh_training(con, run_id)).state in ("queued", "running"):
+        time.sleep(2)
+    print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
+    if state.state == "failed":
+        raise RuntimeError(f"Training run {run_id} failed.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,11 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.set_defaults(run=cmd_draft)
+    p = sub.add_parser("retrain", help="train on the latest accepted data, last good config")
+    p.set_defaults(run=cmd_retrain)
     return parser
 
 
 WORKERS = {  # background workers: they never open the database
     "draft-worker": "engine.draft",
+    "train": "engine.train",
 }
 
 

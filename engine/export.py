@@ -13,11 +13,11 @@ from engine.prompts import DEFAULT_INSTRUCTION, training_record
 SPLITS = ("train", "validation", "test")
 
 
-def export_rows(rows: pd.DataFrame, out_dir: Path, instruction: str = DEFAULT_INSTRUCTION) -> dict:
-    """Write `<split>.jsonl` and `hf/` under out_dir from rows (split, document, summary, ...).
-    Returns the number of examples per split."""
-    from datasets import Dataset, DatasetDict
-
+def export_rows(
+    rows: pd.DataFrame, out_dir: Path, instruction: str = DEFAULT_INSTRUCTION, hf: bool = True
+) -> dict:
+    """Write `<split>.jsonl` (and, with `hf`, a Hugging Face dataset in `hf/`) under out_dir
+    from rows (split, document, summary, example_id). Returns the examples per split."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts, parts = {}, {}
     for split in SPLITS:
@@ -31,9 +31,13 @@ def export_rows(rows: pd.DataFrame, out_dir: Path, instruction: str = DEFAULT_IN
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         counts[split] = len(records)
         if records:
-            parts[split] = Dataset.from_list(records)
-    if parts:
-        DatasetDict(parts).save_to_disk(str(out_dir / "hf"))
+            parts[split] = records
+    if hf and parts:
+        from datasets import Dataset, DatasetDict
+
+        DatasetDict({k: Dataset.from_list(v) for k, v in parts.items()}).save_to_disk(
+            str(out_dir / "hf")
+        )
     return counts
 
 

@@ -12,13 +12,20 @@ SAMPLE_FILE = Path(__file__).parent / "samples" / "personal_injury.jsonl"
 
 
 def load_sample_if_empty(con) -> bool:
-    """Import, clean and deduplicate the sample set into an empty store; True if it did."""
+    """Import, clean, deduplicate and split the sample set into an empty store, accepting the
+    examples that have a summary and no quality flag (duplicates are left for the Duplicates
+    page to resolve; the split keeps each cluster on one side). True if it did."""
     from engine.curation import clean_documents, import_file
     from engine.duplicates import dedupe_documents
+    from engine.split import split_examples
+    from store import examples as examples_store
 
     if docs_store.count_documents(con):
         return False
     import_file(con, SAMPLE_FILE, source_name="sample: personal injury cases")
     clean_documents(con)
     dedupe_documents(con)
+    clean = examples_store.ExampleFilter(has_summary=True, flag="none")
+    examples_store.set_status(con, examples_store.ids_where(con, clean), "accepted", "tuneloop")
+    split_examples(con)
     return True

@@ -15,6 +15,7 @@ from engine.labelling import ingest_drafts
 from engine.paths import db_path
 from engine.runs import reattach_all
 from engine.sample import load_sample_if_empty
+from engine.training import register_if_done
 from store import duplicates as dup_store
 from store import examples as examples_store
 
@@ -24,7 +25,8 @@ def _connection(path: str):
     con = store.connect(path)
     if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
         load_sample_if_empty(con)
-    reattach_all(con, {"draft": ingest_drafts})  # runs that outlived a previous app process
+    # Runs that outlived a previous app process: re-attach to live ones, fail dead ones.
+    reattach_all(con, {"draft": ingest_drafts, "train": register_if_done})
     return con
 
 

@@ -23,7 +23,7 @@ def filter_ui() -> ex.ExampleFilter:
         sources = st.multiselect(
             "Source", ex.counts_by(con, "source")["source"].tolist(), key="curate_sources"
         )
-        flag = st.selectbox("Flag", ["", "any", *FLAG_DESCRIPTIONS], key="curate_flag")
+        flag = st.selectbox("Flag", ["", "any", "none", *FLAG_DESCRIPTIONS], key="curate_flag")
         tag = st.selectbox("Tag", ["", *ex.tags_in_use(con)], key="curate_tag")
         words = st.slider("Document words", 0, 5000, (0, 5000), step=50, key="curate_words")
         dups = st.checkbox("Only duplicates", key="curate_dups")

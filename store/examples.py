@@ -18,7 +18,7 @@ class ExampleFilter:
     statuses: tuple[str, ...] = ()  # empty: any
     sources: tuple[str, ...] = ()
     splits: tuple[str, ...] = ()  # "none" selects examples not yet split
-    flag: str | None = None  # has this quality flag ("any" for any flag)
+    flag: str | None = None  # has this quality flag ("any": any flag, "none": no flag)
     tag: str | None = None
     search: str | None = None  # case-insensitive substring of title, summary or document
     min_words: int | None = None  # document length in words
@@ -43,6 +43,8 @@ class ExampleFilter:
             parts.append(cond)
         if self.flag == "any":
             parts.append("len(e.flags) > 0")
+        elif self.flag == "none":
+            parts.append("len(e.flags) = 0")
         elif self.flag:
             parts.append("list_contains(e.flags, ?)")
             params.append(self.flag)

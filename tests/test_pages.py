@@ -1,6 +1,8 @@
 """AppTests: each page starts from streamlit_app.py on a fresh data folder (with the sample set
 loaded), does one real interaction by widget key, and the test checks what was stored."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -197,3 +199,25 @@ def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
         time.sleep(1)
     assert runs_store.get_run(con, run_id)["state"] == "succeeded"
     assert con.execute("SELECT count(*) FROM drafts WHERE run_id = ?", [run_id]).fetchone() == (2,)
+
+
+def test_train_page_button_starts_a_run(app):
+    from engine import jobs, runs
+    from store import runs as runs_store
+
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, app.exception
+    app.button(key="train_retrain").click().run()
+    assert not app.exception, app.exception
+    con = open_store()
+    table = runs_store.list_runs(con, kind="train")
+    try:
+        assert len(table) == 1 and table["state"].iloc[0] == "running"
+        run_dir = table["run_dir"].iloc[0]
+        config = jobs.read_json(Path(run_dir) / "config.json")
+        assert config["method"] == "lora" and config["dataset_version"] == 1
+        assert (Path(run_dir) / "train.jsonl").exists()
+        assert not (Path(run_dir) / "test.jsonl").read_text()  # the test split never travels
+    finally:
+        runs.cancel_run(con, table["id"].iloc[0])
+        jobs.request_cancel(table["run_dir"].iloc[0], grace_s=30)

@@ -1,0 +1,121 @@
+"""Training runs from the app's side: freeze data, queue, launch, ingest, register.
+
+`start_training` freezes a new dataset version from the accepted, split examples, writes the run
+folder (config.json + train/validation JSONL, never the test split) and queues the run. One GPU
+means one training at a time: `pump_queue` launches the oldest queued run when none is running.
+`refresh_training` ingests events and, when a run succeeds, registers its model so Chat, drafting
+and evaluation can use it. `retrain_latest` is the one-click "retrain with the latest accepted
+data" with the last good config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine import jobs, runs
+from engine.export import export_rows
+from engine.registry import current_prompt, resolve
+from engine.train_config import PRESETS, TrainConfig, preflight
+from store import registry as reg_store
+from store import runs as runs_store
+from store import splits as splits_store
+from store import transaction
+
+DEFAULT_PRESET = "Quick (CPU demo)"
+
+
+def default_config(con) -> TrainConfig:
+    """The last succeeded run's config, else the preset that fits this machine."""
+    done = runs_store.list_runs(con, kind="train", states=("succeeded",))
+    if not done.empty:
+        return TrainConfig.from_dict(json.loads(done["config"].iloc[0]))
+    return TrainConfig.from_dict(PRESETS[preset_for_hardware()])
+
+
+def preset_for_hardware() -> str:
+    import torch
+
+    return "Standard" if torch.cuda.is_available() else DEFAULT_PRESET
+
+
+def start_training(con, config: TrainConfig, base_model_id: str, user: str | None = None,
+                   note: str = "") -> tuple[str, list[str]]:
+    """Freeze the data, write the run folder and queue it. Returns (run id, warnings)."""
+    ref = resolve(con, base_model_id)
+    if ref.adapter:
+        raise ValueError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
+    version, instruction = current_prompt(con)
+    with transaction(con):
+        dataset_id = splits_store.freeze_dataset(con, note or "training run")
+    rows = splits_store.dataset_rows(con, dataset_id)
+    n_train = int((rows["split"] == "train").sum())
+    n_val = int((rows["split"] == "validation").sum())
+    if n_train == 0:
+        raise ValueError("No accepted training examples: accept some and split them (Data page).")
+    config.base_model, config.instruction = ref.path, instruction
+    config.prompt_version, config.dataset_version = version, dataset_id
+    warnings = preflight(config, n_train, n_val)
+    run_config = config.to_dict() | {"base_model_id": base_model_id}
+    run_id, run_dir = runs.new_run(con, "train", run_config, user)
+    export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
+    (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
+    pump_queue(con)
+    return run_id, warnings
+
+
+def retrain_latest(con, user: str | None = None) -> tuple[str, list[str]]:
+    """One click: freeze the latest accepted data and train with the last good config."""
+    from engine.registry import ensure_default_model
+
+    done = runs_store.list_runs(con, kind="train", states=("succeeded",))
+    base = (json.loads(done["config"].iloc[0]).get("base_model_id") if not done.empty
+            else ensure_default_model(con, progress=lambda m: None))
+    return start_training(con, default_config(con), base, user, "one-click retrain")
+
+
+def pump_queue(con) -> str | None:
+    """Launch the oldest queued training run if none is running; return its id."""
+    if not runs_store.list_runs(con, kind="train", states=("running",)).empty:
+        return None
+    queued = runs_store.list_runs(con, kind="train", states=("queued",))
+    if queued.empty:
+        return None
+    run_id = queued["id"].iloc[-1]  # list_runs is newest first
+    runs.launch(con, run_id, ["train", queued["run_dir"].iloc[-1]])
+    return run_id
+
+
+def register_if_done(con, run: dict):
+    """Register a succeeded run's model (a LoRA adapter on its base, or full weights)."""
+    status = jobs.read_json(Path(run["run_dir"]) / "status.json", {})
+    final = Path(run["run_dir"]) / "final"
+    if status.get("state") != "succeeded" or not final.exists():
+        return
+    config = json.loads(run["config"])
+    kind = "lora" if config.get("method") == "lora" else "full"
+    base_id = config.get("base_model_id") if kind == "lora" else None
+    note = f"fine-tuned on dataset v{config.get('dataset_version')}"
+    reg_store.register_model(con, run["id"], kind, str(final), base_id, run["id"], note)
+
+
+def refresh_training(con, run_id: str):
+    state = runs.refresh_run(con, run_id, register_if_done)
+    if state.state != "running":
+        pump_queue(con)
+    return state
+
+
+def run_metrics(con, run_id: str) -> dict:
+    """The run's curves and summary from its ingested events."""
+    events = runs_store.run_events(con, run_id)
+    by = lambda kind: [e for e in events if e["type"] == kind]  # noqa: E731
+    finished = by("finished")
+    return {
+        "progress": (by("progress") or [None])[-1],
+        "train": by("train"),
+        "eval": by("eval"),
+        "alarm": (by("overfitting") or [None])[-1],
+        "start": (by("start") or [None])[-1],
+        "summary": finished[-1].get("metrics") if finished else None,
+    }

@@ -1,7 +1,7 @@
 """Benchmark of curation on a synthetic legal corpus: near-duplicate detection (ours against a
 plain datasketch MinHashLSH), then import and cleaning through the store.
 
-Run from the project root:  python bench/curation.py [--docs 100000] [--io-docs 20000]
+Run from the project root:  python bench/curation.py [--docs 100000] [--io-docs 100000]
 
 The corpus is built from ../shared/data/congress119/train.jsonl (never copied into the project):
 base documents recombine blocks of lines from different bills, so no two are near duplicates;
@@ -250,7 +250,7 @@ def measure_import_clean(texts: list[str], summaries: list[str]):
     """Import docs/s and cleaning docs/s through engine.curation into a fresh store."""
     try:
         import store
-        from engine.curation import clean_documents, import_file
+        from engine.curation import clean_documents, import_file, refresh_flags
     except Exception as e:  # the import pipeline is another engineer's work in progress
         print(f"import: not available yet ({type(e).__name__}: {e})")
         return
@@ -265,8 +265,9 @@ def measure_import_clean(texts: list[str], summaries: list[str]):
         try:
             store.migrate(con)
             for name, step in (
-                ("import", lambda: import_file(con, path)),
-                ("clean", lambda: clean_documents(con)),
+                ("import", lambda: import_file(con, path, check=False)),  # parse, hash, store
+                ("flags", lambda: refresh_flags(con)),  # quality flags of every example
+                ("clean", lambda: clean_documents(con)),  # corpus headers, clean, re-flag
             ):
                 _, seconds, mib = timed(step)
                 rate = len(texts) / seconds
@@ -280,7 +281,7 @@ def measure_import_clean(texts: list[str], summaries: list[str]):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=100_000, help="documents in the corpus")
-    parser.add_argument("--io-docs", type=int, default=20_000, help="documents to import/clean")
+    parser.add_argument("--io-docs", type=int, default=100_000, help="documents to import/clean")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import datasketch

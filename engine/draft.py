@@ -3,12 +3,13 @@
     python -m engine draft-worker RUN_DIR
 
 RUN_DIR/config.json is a DraftConfig (model, adapter, instruction and its prompt version,
-generation settings; engine.labelling.start_drafting writes it); RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are
-appended to RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary",
-"n_generated_tokens", "truncated", "model", "prompt_version"}) and flushed, so a cancelled or
-crashed run keeps what it made, and a restart skips the documents already drafted. Progress goes
-to events.jsonl through jobs.RunWriter. Like every job, it never opens the database: the app
-writes the inputs and ingests drafts.jsonl.
+generation settings), written by engine.labelling.start_drafting or `write_run`;
+RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are appended to
+RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary", "n_generated_tokens",
+"truncated", "model", "prompt_version"}) and flushed, so a cancelled or crashed run keeps what it
+made, and a restart skips the documents already drafted. Progress goes to events.jsonl through
+jobs.RunWriter. Like every job, it never opens the database: the app writes the inputs and
+ingests drafts.jsonl.
 """
 
 from __future__ import annotations
@@ -154,19 +155,30 @@ def run_drafting(run_dir: str | Path) -> str:
         results = generate.summarize_batch(
             model, tokenizer, [d["text"] for d in batch], settings, config.instruction
         )
-        append_drafts(run_dir, [
-            {"document_id": d["document_id"], "summary": r.text,
-             "n_generated_tokens": r.n_generated_tokens, "truncated": r.truncated,
-             "model": config.model_id, "prompt_version": config.prompt_version}
-            for d, r in zip(batch, results)
-        ])
+        append_drafts(
+            run_dir,
+            [
+                {
+                    "document_id": d["document_id"],
+                    "summary": r.text,
+                    "n_generated_tokens": r.n_generated_tokens,
+                    "truncated": r.truncated,
+                    "model": config.model_id,
+                    "prompt_version": config.prompt_version,
+                }
+                for d, r in zip(batch, results)
+            ],
+        )
         drafted += len(batch)
         tokens += sum(r.n_generated_tokens for r in results)
         truncated += sum(r.truncated for r in results)
         seconds = time.time() - started
         writer.event(
-            "progress", done=len(documents) - len(todo) + drafted, total=len(documents),
-            truncated=truncated, docs_per_s=round(drafted / seconds, 3),
+            "progress",
+            done=len(documents) - len(todo) + drafted,
+            total=len(documents),
+            truncated=truncated,
+            docs_per_s=round(drafted / seconds, 3),
             tokens_per_s=round(tokens / seconds, 1),
         )
     # The request is honoured: remove it so that resuming this folder does not stop at once.

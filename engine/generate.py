@@ -128,8 +128,12 @@ def prompt_ids(
             f"The instruction alone takes {overhead} tokens, more than the {max_tokens} allowed "
             "for a prompt: shorten it or raise max_input_tokens."
         )
-    ends = [end for _, end in tokenizer(document, add_special_tokens=False,
-                                        return_offsets_mapping=True)["offset_mapping"]]
+    ends = [
+        end
+        for _, end in tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+    ]
     while room > 0:
         # Tokens can merge differently at the seams, so check the rendered prompt and retry.
         ids = _encode(tokenizer, prompt_text(tokenizer, document[: ends[room - 1]], instruction))
@@ -162,7 +166,10 @@ def stop_ids(model, tokenizer) -> list[int]:
 
 
 def summarize_batch(
-    model, tokenizer, documents: list[str], settings: GenerationSettings,
+    model,
+    tokenizer,
+    documents: list[str],
+    settings: GenerationSettings,
     instruction: str = DEFAULT_INSTRUCTION,
 ) -> list[Result]:
     """A summary of each document, in input order. Prompts are sorted by length and generated

@@ -1,11 +1,11 @@
-"""The training job: fine-tune a base model on a run folder's exported dataset with TRL's SFTTrainer.
+"""The training job: fine-tune a base model on a run folder's exported data with TRL's SFTTrainer.
 
     python -m engine train RUN_DIR
 
 RUN_DIR holds config.json (a TrainConfig, engine/train_config.py), train.jsonl and
 validation.jsonl (conversational prompt/completion records from engine/export.py). The loss is on
-the summary only. Documents too long for max_length are cut at a token boundary, never the
-summary, the way generation cuts them. LoRA or full fine-tuning; bf16 where the GPU supports it.
+the summary only. Documents too long for max_length are cut, never the summary
+(engine/train_data.py). LoRA or full fine-tuning; bf16 where it is fast.
 
 The run writes, through jobs.RunWriter:
 - events.jsonl, one object per line with "time" and "type":
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 import time
@@ -49,99 +48,7 @@ from engine.train_config import (
     sft_config,
     use_bf16,
 )
-
-
-def read_records(path: Path) -> list[dict]:
-    """Prompt/completion records of an exported split; [] when the file is absent."""
-    if not path.exists():
-        return []
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            records.append({"id": row.get("id", n), "prompt": row["prompt"],
-                            "completion": row["completion"]})
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            raise ValueError(
-                f"{path} line {n} is not a prompt/completion record: export the dataset again."
-            ) from None
-    return records
-
-
-def sample(records: list[dict], cap: int | None, seed: int) -> list[dict]:
-    """A seeded sample of at most `cap` records, in a seeded order."""
-    records = list(records)
-    random.Random(seed).shuffle(records)
-    return records[:cap] if cap else records
-
-
-def _count(tokenizer, messages: list[dict], generation_prompt: bool) -> int:
-    text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
-    )
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def fit_messages(tokenizer, messages: list[dict], budget: int, keep_prefix: str = "",
-                 generation_prompt: bool = False) -> tuple[list[dict] | None, bool]:
-    """(messages, cut): the last user message's end cut at a token boundary so that the chat has
-    at most `budget` tokens, never cutting into `keep_prefix` (the instruction). (None, True)
-    when even the prefix alone does not fit."""
-    n = _count(tokenizer, messages, generation_prompt)
-    if n <= budget:
-        return messages, False
-    i = max(k for k, m in enumerate(messages) if m["role"] == "user")
-    content = messages[i]["content"]
-    floor = len(keep_prefix) if content.startswith(keep_prefix) else 0
-    ends = [end for _, end in tokenizer(content, add_special_tokens=False,
-                                        return_offsets_mapping=True)["offset_mapping"]]
-    keep = len(ends) - (n - budget)
-    while keep > 0 and ends[keep - 1] > floor:
-        # Tokens merge differently at the cut, so count the rendered chat again.
-        trial = [*messages[:i], {**messages[i], "content": content[: ends[keep - 1]]},
-                 *messages[i + 1 :]]
-        n = _count(tokenizer, trial, generation_prompt)
-        if n <= budget:
-            return trial, True
-        keep -= n - budget
-    return None, True
-
-
-def fit_examples(tokenizer, records: list[dict], config: TrainConfig) -> tuple[list[dict], int, int]:
-    """Training examples that fit max_length: (examples, documents cut, summaries cut). A summary
-    too long to fit even with an empty document is left for the trainer to cut."""
-    examples, documents_cut, summaries_cut = [], 0, 0
-    for r in records:
-        fitted, cut = fit_messages(tokenizer, r["prompt"] + r["completion"], config.max_length,
-                                   config.instruction)
-        if fitted is None:
-            summaries_cut += 1
-            fitted = r["prompt"] + r["completion"]
-        else:
-            documents_cut += cut
-        n = len(r["prompt"])
-        examples.append({"prompt": fitted[:n], "completion": fitted[n:]})
-    return examples, documents_cut, summaries_cut
-
-
-def rouge_set(tokenizer, records: list[dict], config: TrainConfig):
-    """(ids, prompt token ids, reference summaries) for ROUGE-L, prompts cut like at training."""
-    ids, prompts, refs = [], [], []
-    for r in records[: config.rouge_eval_samples]:
-        budget = config.max_length - config.max_new_tokens
-        fitted, _ = fit_messages(tokenizer, r["prompt"], budget, config.instruction, True)
-        if fitted is None:
-            raise ValueError(
-                f"max_length {config.max_length} minus max_new_tokens {config.max_new_tokens} "
-                "leaves no room for a document after the instruction: raise max_length."
-            )
-        text = tokenizer.apply_chat_template(fitted, tokenize=False, add_generation_prompt=True)
-        ids.append(r["id"])
-        prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-        refs.append(r["completion"][-1]["content"])
-    return ids, prompts, refs
+from engine.train_data import fit_examples, read_records, rouge_set, sample
 
 
 def load_base(config: TrainConfig):
@@ -169,8 +76,13 @@ def load_base(config: TrainConfig):
     return model, tokenizer
 
 
-def build_trainer(config: TrainConfig, run_dir: Path, train_records: list[dict],
-                  validation_records: list[dict], writer: RunWriter):
+def build_trainer(
+    config: TrainConfig,
+    run_dir: Path,
+    train_records: list[dict],
+    validation_records: list[dict],
+    writer: RunWriter,
+):
     """(SFTTrainer, RunCallback, facts for the start event) for a run folder."""
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
@@ -184,8 +96,9 @@ def build_trainer(config: TrainConfig, run_dir: Path, train_records: list[dict],
     eval_records = sample(validation_records, config.eval_samples, config.seed)
     examples, documents_cut, summaries_cut = fit_examples(tokenizer, train_records, config)
     eval_examples, _, _ = fit_examples(tokenizer, eval_records, config)
-    callback = RunCallback(writer, rouge_set(tokenizer, eval_records, config),
-                           config.max_new_tokens, config.batch_size)
+    callback = RunCallback(
+        writer, rouge_set(tokenizer, eval_records, config), config.max_new_tokens, config.batch_size
+    )
     callbacks = [callback]
     if eval_examples and config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
@@ -200,11 +113,16 @@ def build_trainer(config: TrainConfig, run_dir: Path, train_records: list[dict],
     )
     params = list(trainer.model.parameters())
     facts = dict(
-        n_train=len(examples), n_validation=len(validation_records), n_eval=len(eval_examples),
-        documents_cut=documents_cut, summaries_cut=summaries_cut, method=config.method,
+        n_train=len(examples),
+        n_validation=len(validation_records),
+        n_eval=len(eval_examples),
+        documents_cut=documents_cut,
+        summaries_cut=summaries_cut,
+        method=config.method,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         total_params=sum(p.numel() for p in params),
-        device=str(trainer.args.device), bf16=trainer.args.bf16,
+        device=str(trainer.args.device),
+        bf16=trainer.args.bf16,
     )
     return trainer, callback, facts
 
@@ -224,39 +142,41 @@ def run_training(run_dir: str | Path) -> str:
     if not train_records:
         raise ValueError(warnings[0])
 
-    trainer, callback, facts = build_trainer(config, run_dir, train_records,
-                                             validation_records, writer)
+    trainer, callback, facts = build_trainer(
+        config, run_dir, train_records, validation_records, writer
+    )
     total_steps = planned_steps(config, len(trainer.train_dataset))  # rows, after any packing
     writer.event("start", **facts, total_steps=total_steps, warnings=warnings)
-    print(f"training: {json.dumps(facts)}", flush=True)
+    print(f"training: {json.dumps(facts)}", *warnings, sep="\n", flush=True)
     trainer.train()
 
     state = trainer.state
-    early = [c for c in trainer.callback_handler.callbacks if type(c).__name__ ==
-             "EarlyStoppingCallback"]
-    if (early and not callback.cancelled and state.global_step < state.max_steps
-            and early[0].early_stopping_patience_counter >= early[0].early_stopping_patience):
-        best = int(Path(state.best_model_checkpoint).name.split("-")[-1])
-        writer.event("early_stopped", step=state.global_step, best_step=best)
+    best_step = checkpoint_step(state.best_model_checkpoint)
+    if not callback.cancelled and state.global_step < state.max_steps:  # only early stopping
+        writer.event("early_stopped", step=state.global_step, best_step=best_step)
     final = run_dir / "final"
-    trainer.save_model(str(final))  # the best checkpoint's weights: load_best_model_at_end
-    trainer.processing_class.save_pretrained(str(final))
+    trainer.save_model(str(final))  # best checkpoint (load_best_model_at_end) + tokenizer
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # final/ holds the best
 
-    metrics = summary_metrics(callback, state, final)
+    metrics = summary_metrics(callback, state, best_step, final)
     result = "cancelled" if callback.cancelled else "succeeded"
     writer.event("finished", state=result, metrics=metrics)
-    reason = f"Cancelled at step {state.global_step}; kept the best weights so far." \
-        if callback.cancelled else None
+    reason = (
+        f"Cancelled at step {state.global_step}; kept the best weights so far."
+        if callback.cancelled
+        else None
+    )
     writer.set_status(result, reason, metrics=metrics)
     return result
 
 
-def summary_metrics(callback, state, final: Path) -> dict:
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None  # checkpoint-24
+
+
+def summary_metrics(callback, state, best_step: int | None, final: Path) -> dict:
     history = callback.history
     base = history[0] if history and history[0]["step"] == 0 else None
-    best_step = (int(Path(state.best_model_checkpoint).name.split("-")[-1])
-                 if state.best_model_checkpoint else None)
     at_best = next((h for h in history if h["step"] == best_step), None)
     rouges = [h["rouge_l"] for h in history if h["rouge_l"] is not None and h["step"] > 0]
     return {

@@ -24,8 +24,9 @@ def overfitting(history: list[dict]) -> bool:
     return a["eval_loss"] < b["eval_loss"] < c["eval_loss"] and c["train_loss"] < a["train_loss"]
 
 
-def generate_summaries(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
-                       batch_size: int) -> list[str]:
+def generate_summaries(
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int
+) -> list[str]:
     """Greedy summaries for tokenized prompts, in order: longest first in left-padded batches."""
     import torch
 
@@ -43,12 +44,17 @@ def generate_summaries(model, tokenizer, prompts: list[list[int]], max_new_token
             rows = order[start : start + batch_size]
             width = max(len(prompts[i]) for i in rows)
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in rows])
-            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i])
-                                 for i in rows])
+            mask = torch.tensor(
+                [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
+            )
             device = next(model.parameters()).device
             with torch.inference_mode():
-                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                     use_cache=True, **kwargs)
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    use_cache=True,
+                    **kwargs,
+                )
             for i, tokens in zip(rows, out[:, width:].tolist()):
                 n = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))
                 texts[i] = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
@@ -61,8 +67,13 @@ class RunCallback(TrainerCallback):
     """Reports a run to its folder. `rouge_set` is (ids, tokenized prompts, reference summaries)
     of the validation examples summarized at each evaluation."""
 
-    def __init__(self, writer: RunWriter, rouge_set: tuple[list, list, list],
-                 max_new_tokens: int, batch_size: int):
+    def __init__(
+        self,
+        writer: RunWriter,
+        rouge_set: tuple[list, list, list],
+        max_new_tokens: int,
+        batch_size: int,
+    ):
         self.writer = writer
         self.rouge_ids, self.rouge_prompts, self.rouge_refs = rouge_set
         self.max_new_tokens = max_new_tokens
@@ -88,8 +99,11 @@ class RunCallback(TrainerCallback):
             self._last_progress = now
             elapsed = now - self._started
             self.writer.event(
-                "progress", step=state.global_step, total_steps=state.max_steps,
-                epoch=round(state.epoch or 0.0, 3), elapsed_s=round(elapsed, 1),
+                "progress",
+                step=state.global_step,
+                total_steps=state.max_steps,
+                epoch=round(state.epoch or 0.0, 3),
+                elapsed_s=round(elapsed, 1),
                 eta_s=round(elapsed / state.global_step * (state.max_steps - state.global_step), 1),
             )
         if self.writer.cancel_requested():
@@ -107,31 +121,45 @@ class RunCallback(TrainerCallback):
         if logs and "loss" in logs:
             self.recent_losses.append(logs["loss"])
             self.writer.event(
-                "train", step=state.global_step, epoch=round(state.epoch or 0.0, 3),
-                loss=logs["loss"], learning_rate=logs.get("learning_rate"),
-                grad_norm=logs.get("grad_norm"), tokens_seen=state.num_input_tokens_seen,
+                "train",
+                step=state.global_step,
+                epoch=round(state.epoch or 0.0, 3),
+                loss=logs["loss"],
+                learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_seen=state.num_input_tokens_seen,
                 tokens_per_s=self.tokens_per_s(state),
             )
 
-    def on_evaluate(self, args, state, control, metrics=None, model=None,
-                    processing_class=None, **kwargs):
+    def on_evaluate(
+        self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs
+    ):
         started = time.perf_counter()
         rouge_l, samples = None, []
         if self.rouge_prompts and not self.cancelled:
             from engine.metrics import rouge
 
-            texts = generate_summaries(model, processing_class, self.rouge_prompts,
-                                       self.max_new_tokens, self.batch_size)
+            texts = generate_summaries(
+                model, processing_class, self.rouge_prompts, self.max_new_tokens, self.batch_size
+            )
             rouge_l = round(float(rouge(texts, self.rouge_refs)["rougeL"].mean()), 4)
             samples = [{"id": i, "summary": t} for i, t in zip(self.rouge_ids, texts)]
-        train_loss = (sum(self.recent_losses) / len(self.recent_losses)
-                      if self.recent_losses else None)
+        train_loss = (
+            sum(self.recent_losses) / len(self.recent_losses) if self.recent_losses else None
+        )
         self.recent_losses = []
-        row = {"step": state.global_step, "eval_loss": metrics["eval_loss"],
-               "train_loss": train_loss, "rouge_l": rouge_l}
+        row = {
+            "step": state.global_step,
+            "eval_loss": metrics["eval_loss"],
+            "train_loss": train_loss,
+            "rouge_l": rouge_l,
+        }
         self.history.append(row)
         self.writer.event(
-            "eval", **row, epoch=round(state.epoch or 0.0, 3), samples=samples,
+            "eval",
+            **row,
+            epoch=round(state.epoch or 0.0, 3),
+            samples=samples,
             seconds=round(metrics.get("eval_runtime", 0) + time.perf_counter() - started, 1),
         )
         if self.alarm is None and overfitting(self.history):

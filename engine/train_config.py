@@ -48,37 +48,45 @@ class TrainConfig:
     early_stopping_patience: int = 3  # stop after this many evals without a better loss; 0 = off
     seed: int = 42  # fixes data order, subsets, adapter initialisation and dropout
     train_subset: int | None = None  # cap on training examples (a seeded sample); None = all
-    packing: bool = False  # pack several examples per row (padding-free; best with FlashAttention)
+    packing: bool = False  # pack examples into rows, padding-free: pays off with FlashAttention
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
-    bf16: str | bool = "auto"  # bfloat16 mixed precision; "auto" = on when the GPU supports it
+    bf16: str | bool = "auto"  # bfloat16 mixed precision; "auto" = on where it is fast (use_bf16)
     report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]; [] = files only
 
     def __post_init__(self):
         checks = [
-            (bool(str(self.base_model).strip()), "base_model is empty: name a model folder or Hub id."),
-            (bool(self.instruction.strip()), "The instruction is empty: write what the model should do."),
+            (str(self.base_model).strip(), "base_model is empty: name a model folder or Hub id."),
+            (self.instruction.strip(), "The instruction is empty: say what the model should do."),
             (self.method in ("lora", "full"), "method must be 'lora' or 'full'."),
             (self.learning_rate > 0, "learning_rate must be above 0."),
             (self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {SCHEDULERS}."),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)."),
             (self.epochs > 0, "epochs must be above 0."),
-            (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 (by epochs) or 1+."),
+            (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 or at least 1."),
             (self.batch_size >= 1, "batch_size must be at least 1."),
             (self.grad_accum >= 1, "grad_accum must be at least 1."),
             (self.max_length >= 128, "max_length must be at least 128 tokens."),
             (self.weight_decay >= 0, "weight_decay must be 0 or more."),
             (self.lora_r >= 1 and self.lora_alpha > 0, "lora_r and lora_alpha must be positive."),
             (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)."),
-            (bool(self.lora_target_modules), "lora_target_modules is empty: use 'all-linear'."),
+            (self.lora_target_modules, "lora_target_modules is empty: use 'all-linear'."),
             (self.eval_every_steps >= 1, "eval_every_steps must be at least 1."),
-            (self.eval_samples is None or self.eval_samples >= 1, "eval_samples must be 1+ or empty."),
+            (
+                self.eval_samples is None or self.eval_samples >= 1,
+                "eval_samples must be 1+ or empty.",
+            ),
             (self.rouge_eval_samples >= 0, "rouge_eval_samples must be 0 (off) or more."),
-            (1 <= self.max_new_tokens <= self.max_length // 2,
-             "max_new_tokens must be between 1 and half of max_length."),
+            (
+                1 <= self.max_new_tokens <= self.max_length // 2,
+                "max_new_tokens must be between 1 and half of max_length.",
+            ),
             (self.early_stopping_patience >= 0, "early_stopping_patience must be 0 (off) or more."),
-            (self.train_subset is None or self.train_subset >= 1, "train_subset must be 1+ or empty."),
+            (
+                self.train_subset is None or self.train_subset >= 1,
+                "train_subset must be 1+ or empty.",
+            ),
             (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false."),
-            (isinstance(self.report_to, list), "report_to must be a list, e.g. [] or ['tensorboard']."),
+            (isinstance(self.report_to, list), "report_to must be a list, e.g. ['tensorboard']."),
         ]
         for ok, message in checks:
             if not ok:
@@ -109,23 +117,56 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     # Finishes in a few minutes on 2 CPU cores with the 135M default model.
     "Quick (CPU demo)": dict(
-        method="lora", learning_rate=3e-4, lr_scheduler="cosine", warmup_ratio=0.1,
-        max_steps=24, batch_size=2, grad_accum=1, max_length=512, lora_r=8, lora_alpha=16,
-        eval_every_steps=8, eval_samples=8, rouge_eval_samples=4, max_new_tokens=64,
-        early_stopping_patience=0, train_subset=48,
+        method="lora",
+        learning_rate=3e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.1,
+        max_steps=24,
+        batch_size=2,
+        grad_accum=1,
+        max_length=512,
+        lora_r=8,
+        lora_alpha=16,
+        eval_every_steps=8,
+        eval_samples=8,
+        rouge_eval_samples=4,
+        max_new_tokens=64,
+        early_stopping_patience=0,
+        train_subset=48,
     ),
     # A real LoRA fine-tune: minutes on a GPU, hours on a CPU.
     "Standard": dict(
-        method="lora", learning_rate=2e-4, lr_scheduler="cosine", warmup_ratio=0.05, epochs=2,
-        batch_size=8, grad_accum=2, max_length=1024, lora_r=16, lora_alpha=32,
-        eval_every_steps=50, eval_samples=200, rouge_eval_samples=32, max_new_tokens=192,
+        method="lora",
+        learning_rate=2e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.05,
+        epochs=2,
+        batch_size=8,
+        grad_accum=2,
+        max_length=1024,
+        lora_r=16,
+        lora_alpha=32,
+        eval_every_steps=50,
+        eval_samples=200,
+        rouge_eval_samples=32,
+        max_new_tokens=192,
         early_stopping_patience=3,
     ),
     # Full fine-tuning with long contexts: needs a GPU.
     "Thorough": dict(
-        method="full", learning_rate=2e-5, lr_scheduler="cosine", warmup_ratio=0.03, epochs=3,
-        batch_size=8, grad_accum=4, max_length=2048, weight_decay=0.01, eval_every_steps=100,
-        rouge_eval_samples=64, max_new_tokens=256, early_stopping_patience=3, packing=True,
+        method="full",
+        learning_rate=2e-5,
+        lr_scheduler="cosine",
+        warmup_ratio=0.03,
+        epochs=3,
+        batch_size=8,
+        grad_accum=4,
+        max_length=2048,
+        weight_decay=0.01,
+        eval_every_steps=100,
+        rouge_eval_samples=64,
+        max_new_tokens=256,
+        early_stopping_patience=3,
         gradient_checkpointing=True,
     ),
 }
@@ -158,8 +199,8 @@ def preflight(config: TrainConfig, n_train: int, n_validation: int) -> list[str]
             f"{n} training examples are fewer than one effective batch ({config.batch_size} x "
             f"{config.grad_accum} = {batch}): lower the batch size or add data."
         )
-    elif n < 50:
-        warnings.append(f"Only {n} training examples: expect noisy results.")
+    elif n_train < 50:
+        warnings.append(f"Only {n_train} training examples: expect noisy results.")
     passes = steps * batch / n
     if config.max_steps > 0 and passes > 10:
         warnings.append(
@@ -186,15 +227,21 @@ def preflight(config: TrainConfig, n_train: int, n_validation: int) -> list[str]
 
 
 def use_bf16(config: TrainConfig) -> bool:
+    """bf16 on request, or with "auto" where it is fast: GPUs that support it, and CPUs with
+    AMX tiles (there bf16 autocast trains about 1.7x faster than fp32)."""
     import torch
 
-    if config.bf16 == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(config.bf16)
+    if config.bf16 != "auto":
+        return bool(config.bf16)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(amx and amx())
 
 
 def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
     """The one mapping from our settings to TRL's SFTConfig (everything else stays TRL's)."""
+    import torch
     from trl import SFTConfig
 
     evaluate = "steps" if has_validation else "no"
@@ -219,7 +266,8 @@ def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
         # Without packing, batches of similar lengths waste less compute on padding.
         train_sampling_strategy="random" if config.packing else "group_by_length",
         gradient_checkpointing=config.gradient_checkpointing,
-        bf16=use_bf16(config),  # TRL would default to bf16 even on CPUs, where it is slow
+        bf16=use_bf16(config),  # TRL's default (on) refuses to start on a CPU without use_cpu
+        use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
         data_seed=config.seed,
         eval_strategy=evaluate,
@@ -237,6 +285,7 @@ def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
         include_num_input_tokens_seen="non_padding",
         report_to=config.report_to or "none",
         disable_tqdm=True,  # progress goes to events.jsonl; the log gets one line per log call
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 

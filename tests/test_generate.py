@@ -50,10 +50,18 @@ def tiny_model_dir(real_model_dir, tmp_path_factory) -> Path:
 
     real = AutoConfig.from_pretrained(real_model_dir)
     config = LlamaConfig(
-        vocab_size=real.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-        bos_token_id=real.bos_token_id, eos_token_id=real.eos_token_id,
-        pad_token_id=real.pad_token_id, tie_word_embeddings=True,
+        vocab_size=real.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        bos_token_id=real.bos_token_id,
+        eos_token_id=real.eos_token_id,
+        pad_token_id=real.pad_token_id,
+        tie_word_embeddings=True,
         # Wider than the default 0.02, whose random model answers every prompt with the same
         # special token: outputs that differ by document make the comparisons meaningful.
         initializer_range=0.1,
@@ -161,7 +169,9 @@ def test_stream_chat_streams_the_greedy_reply_and_stops_when_closed(tiny):
 def start_run(run_dir: Path, model_dir: Path, n_docs: int, batch_size: int = 2) -> list[dict]:
     documents = [{"document_id": f"doc-{i}", "text": text(8 + 5 * i, i)} for i in range(n_docs)]
     config = draft.DraftConfig(
-        model=str(model_dir), model_id="tiny", prompt_version=3,
+        model=str(model_dir),
+        model_id="tiny",
+        prompt_version=3,
         generation=GenerationSettings(max_new_tokens=6, batch_size=batch_size),
     )
     draft.write_run(run_dir, config, documents)
@@ -249,8 +259,11 @@ def test_worker_started_by_the_app_drafts(tiny_model_dir, tmp_path):
         time.sleep(0.5)
     assert poll(run_dir).state == "succeeded", (run_dir / "worker.log").read_text()[-2000:]
     assert len(draft_lines(run_dir)) == 3
-    imported = [line.split("|")[-1].strip() for line in
-                (run_dir / "worker.log").read_text().splitlines() if line.startswith("import time")]
+    imported = [
+        line.split("|")[-1].strip()
+        for line in (run_dir / "worker.log").read_text().splitlines()
+        if line.startswith("import time")
+    ]
     assert "engine.generate" in imported  # the import log works
     assert not {"duckdb", "store", "streamlit"} & set(imported)
 

@@ -1,0 +1,300 @@
+"""The training worker: config and pre-flight checks, real runs of a tiny random-weight model of
+the default architecture (LoRA and full), early stopping with the overfitting alarm, cancel, a
+crashing worker, and (slow) a few real steps of the default model on bills."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import jobs
+from engine.prompts import training_record
+from engine.train_config import PRESETS, TrainConfig, planned_steps, preflight
+from tests.conftest import write_jsonl
+
+INSTRUCTION = "Summarize."  # short prompts keep the tiny runs fast
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer and architecture (Llama, tied embeddings), 2 layers of width 64."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, set_seed
+
+    from engine.models import GGUF_FILE, gguf_location
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_location(), gguf_file=GGUF_FILE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    set_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_run(run_dir: Path, config: TrainConfig, train: list, validation: list) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, pairs in (("train", train), ("validation", validation)):
+        records = [
+            training_record(d, s, config.instruction) | {"id": i} for i, (d, s) in enumerate(pairs)
+        ]
+        write_jsonl(run_dir / f"{name}.jsonl", records)
+    (run_dir / "config.json").write_text(config.to_json())
+    return run_dir
+
+
+def events(run_dir: Path, kind: str) -> list[dict]:
+    return [e for e in jobs.read_events(run_dir)[0] if e["type"] == kind]
+
+
+def status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "status.json").read_text())
+
+
+def tiny_config(model: Path, **changes) -> TrainConfig:
+    settings = dict(
+        base_model=str(model),
+        instruction=INSTRUCTION,
+        learning_rate=5e-2,
+        lora_r=8,
+        lora_alpha=64,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_steps=12,
+        batch_size=4,
+        max_length=128,
+        eval_every_steps=6,
+        rouge_eval_samples=2,
+        max_new_tokens=8,
+        early_stopping_patience=0,
+    )
+    return TrainConfig(**(settings | changes))
+
+
+BILLS = [
+    (
+        f"Bill {i} renames the post office at {i} Main Street after a local nurse.",
+        "The bill renames a post office after a nurse.",
+    )
+    for i in range(8)
+]
+WEATHER = [
+    (f"Storm {w} hit the coast on Friday.", f"Weather report {w}: rain, wind and cold.")
+    for w in ("alpha", "beta", "gamma", "delta")
+]
+
+
+def test_config_round_trips_and_refuses_bad_values():
+    config = TrainConfig(method="full", max_steps=10, report_to=["tensorboard"])
+    assert TrainConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="qlora")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        TrainConfig(max_length=256, max_new_tokens=200)
+    with pytest.raises(ValueError, match="Unknown training settings: lr"):
+        TrainConfig.from_dict({"lr": 1e-4})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainConfig.from_json("{")
+
+
+def test_presets_are_valid_and_the_cpu_demo_is_small():
+    configs = {name: TrainConfig.from_dict(preset) for name, preset in PRESETS.items()}
+    quick = configs["Quick (CPU demo)"]
+    assert quick.method == "lora" and quick.max_length <= 512
+    assert planned_steps(quick, 3000) * quick.batch_size * quick.grad_accum <= 64
+    assert configs["Thorough"].method == "full"
+
+
+def test_preflight_warns_about_data_that_does_not_suit_the_settings():
+    config = TrainConfig(batch_size=8, grad_accum=2, eval_every_steps=50)
+    assert preflight(config, 0, 10)[0].startswith("The training split is empty")
+    assert any("validation split is empty" in w for w in preflight(config, 500, 0))
+    assert any("fewer than one effective batch" in w for w in preflight(config, 10, 5))
+    assert any("before the first evaluation" in w for w in preflight(config, 200, 20))
+    many = TrainConfig(max_steps=100, batch_size=4)
+    assert any("memorise" in w for w in preflight(many, 20, 5))
+    assert preflight(TrainConfig(epochs=3, eval_every_steps=20), 2000, 100) == []
+
+
+def test_long_documents_are_cut_and_summaries_kept(tiny_model):
+    from engine.models import load_tokenizer
+    from engine.train import fit_examples
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    config = TrainConfig(instruction=INSTRUCTION, max_length=128, max_new_tokens=16)
+    records = [
+        training_record("word " * 500, "A short summary.", INSTRUCTION),
+        training_record("A short bill.", "Its summary.", INSTRUCTION),
+    ]
+    examples, documents_cut, summaries_cut = fit_examples(tokenizer, records, config)
+    assert (documents_cut, summaries_cut) == (1, 0)
+    long, short = examples
+    assert long["completion"] == records[0]["completion"] and short == records[1]
+    text = tokenizer.apply_chat_template(long["prompt"] + long["completion"], tokenize=False)
+    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= 128
+    assert long["prompt"][0]["content"].startswith(INSTRUCTION + "\n\nDocument:\nword word")
+
+
+def test_the_worker_module_starts_without_heavy_or_database_imports():
+    code = (
+        "import sys, engine.train; print([m for m in ('torch', 'transformers', 'trl', "
+        "'duckdb', 'store', 'streamlit') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tiny_model, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from engine.train import train
+
+    run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
+    assert train(run) == "succeeded"
+
+    start = events(run, "start")[0]
+    assert start["n_train"] == 8 and start["trainable_params"] < start["total_params"]
+    progress = events(run, "progress")
+    assert progress[-1]["step"] == progress[-1]["total_steps"] == 12
+    losses = [e["loss"] for e in events(run, "train")]
+    assert len(losses) >= 6 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05
+    evals = events(run, "eval")
+    assert [e["step"] for e in evals] == [0, 6, 12]  # the base model first
+    assert all(isinstance(e["rouge_l"], float) and len(e["samples"]) == 2 for e in evals)
+    final = status(run)
+    assert final["state"] == "succeeded" and final["reason"] is None
+    metrics = final["metrics"]
+    assert metrics["best_eval_loss"] < metrics["base_eval_loss"]
+    assert metrics["steps"] == 12 and metrics["train_tokens_per_s"] > 0
+    assert not (run / "checkpoints").exists()
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = torch.tensor([[1, 520, 3300, 2]])
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, run / "final")
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+
+
+def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.train import train
+
+    # Full fine-tuning at a high rate memorises four bills; the weather reports drift away.
+    config = tiny_config(
+        tiny_model,
+        method="full",
+        learning_rate=1e-2,
+        max_steps=40,
+        eval_every_steps=2,
+        early_stopping_patience=2,
+        rouge_eval_samples=0,
+    )
+    run = make_run(tmp_path / "run", config, BILLS[:4], WEATHER)
+    assert train(run) == "succeeded"
+
+    alarm = events(run, "overfitting")
+    assert len(alarm) == 1 and "memorising" in alarm[0]["message"]
+    assert status(run)["overfitting"]["step"] == alarm[0]["step"]
+    stopped = events(run, "early_stopped")[0]
+    assert stopped["step"] < 40
+    evals = {e["step"]: e["eval_loss"] for e in events(run, "eval")}
+    metrics = status(run)["metrics"]
+    assert (
+        metrics["best_step"]
+        == stopped["best_step"]
+        == min((s for s in evals if s > 0), key=evals.get)
+    )
+    assert metrics["best_eval_loss"] == pytest.approx(min(evals.values()))
+
+    # final/ holds full weights from the best checkpoint: it loads and knows the bills.
+    from engine.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    record = training_record(*BILLS[0], INSTRUCTION)
+    text = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=False)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(tiny_model)(ids, labels=ids).loss
+        tuned = AutoModelForCausalLM.from_pretrained(run / "final")(ids, labels=ids).loss
+    assert tuned < base - 1
+
+
+def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from engine.train import train
+
+    run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
+    (run / "cancel").touch()  # as jobs.request_cancel does, before the first step ends
+    assert train(run) == "cancelled"
+    final = status(run)
+    assert final["state"] == "cancelled" and "step 1" in final["reason"]
+    assert final["metrics"]["steps"] == 1
+    assert events(run, "cancel_requested")[0]["step"] == 1
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run / "final")
+
+
+def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):
+    missing = tmp_path / "no-such-model"
+    run = make_run(tmp_path / "run", TrainConfig(base_model=str(missing)), BILLS, WEATHER)
+    jobs.start_worker(run, ["train", str(run)])
+    deadline = time.time() + 60
+    while (state := jobs.poll(run)).state == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert state.state == "failed"
+    assert f"The base model folder {missing} does not exist" in state.reason
+
+
+@pytest.mark.slow
+def test_the_default_model_learns_bills_in_a_few_steps(home, congress_train):
+    from engine.train import train
+
+    rows = [json.loads(line) for line in congress_train.open(encoding="utf-8")]
+    pairs = [(r["document"], r["summary"]) for r in rows[:48]]
+    config = TrainConfig(  # the default base model, converted once into `home`
+        learning_rate=1e-3,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_steps=8,
+        batch_size=2,
+        max_length=256,
+        max_new_tokens=32,
+        eval_every_steps=4,
+        rouge_eval_samples=0,
+        early_stopping_patience=0,
+    )
+    run = make_run(home / "run", config, pairs[:40], pairs[40:])
+    assert train(run) == "succeeded", status(run).get("reason")
+    losses = [e["eval_loss"] for e in events(run, "eval")]
+    assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
+    assert events(run, "start")[0]["documents_cut"] > 0

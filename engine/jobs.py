@@ -40,19 +40,25 @@ def write_json(path: Path, data):
 
 
 class RunWriter:
-    """What a worker uses to report: events, status, cancel requests."""
+    """What a worker uses to report: events, status, cancel requests. Under a multi-process
+    launcher (accelerate) only the main process writes; every process sees a cancel request."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.silent = int(os.environ.get("RANK", "0")) != 0
 
     def event(self, kind: str, **fields):
+        if self.silent:
+            return
         record = {"time": time.time(), "type": kind, **fields}
         with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=str) + "\n")
 
     def set_status(self, state: str, reason: str | None = None, **extra):
         assert state in STATES, state
+        if self.silent:
+            return
         status = read_json(self.run_dir / "status.json", {}) | {"state": state, **extra}
         status["reason"] = reason
         status["updated"] = time.time()
@@ -76,13 +82,48 @@ def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
     return events, start + end
 
 
-def start_worker(run_dir: str | Path, args: list[str], env: dict | None = None) -> int:
-    """Start `python -m engine ARGS` for a run in its own process group; return its pid."""
+def accelerate_launcher(n_gpus: int, fsdp: bool = False) -> list[str] | None:
+    """The `accelerate launch` prefix for a worker over n_gpus GPUs on this machine (one process
+    per GPU, DDP; FSDP with full sharding when asked); None for one GPU or none."""
+    if n_gpus <= 1:
+        return None
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
+    launcher += ["--num_processes", str(n_gpus), "--mixed_precision", "no"]  # the config decides
+    if fsdp:
+        launcher += [
+            "--use_fsdp",
+            "--fsdp_sharding_strategy",
+            "FULL_SHARD",
+            "--fsdp_auto_wrap_policy",
+            "TRANSFORMER_BASED_WRAP",
+            "--fsdp_state_dict_type",
+            "FULL_STATE_DICT",
+        ]
+    else:
+        launcher += ["--multi_gpu"]
+    return launcher
+
+
+def worker_command(args: list[str], launcher: list[str] | None = None) -> list[str]:
+    """`python -m engine ARGS`, or the same module under a launcher such as accelerate."""
+    if launcher:
+        return [*launcher, "--module", "engine", *args]
+    return [sys.executable, "-m", "engine", *args]
+
+
+def start_worker(
+    run_dir: str | Path,
+    args: list[str],
+    env: dict | None = None,
+    launcher: list[str] | None = None,
+) -> int:
+    """Start `python -m engine ARGS` (under `launcher` when given) for a run in its own process
+    group; return its pid."""
     run_dir = Path(run_dir)
     (run_dir / "cancel").unlink(missing_ok=True)  # a resumed run starts without the old request
     log = open(run_dir / "worker.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", *args],
+        worker_command(args, launcher),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

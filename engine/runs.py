@@ -35,9 +35,9 @@ def new_run(con, kind: str, config: dict, user: str | None = None) -> tuple[str,
     return run_id, run_dir
 
 
-def launch(con, run_id: str, args: list[str]):
+def launch(con, run_id: str, args: list[str], launcher: list[str] | None = None):
     run = runs_store.get_run(con, run_id)
-    jobs.start_worker(run["run_dir"], args)
+    jobs.start_worker(run["run_dir"], args, launcher=launcher)
     runs_store.set_state(con, run_id, "running")
 
 

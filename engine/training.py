@@ -21,16 +21,27 @@ from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
 from store import transaction
+from store.splits import get_setting, set_setting
 
 DEFAULT_PRESET = "Quick (CPU demo)"
 
 
+GOOD_CONFIG = "train.last_good_config"  # setting: {"config": ..., "base_model_id": ...}
+
+
 def default_config(con) -> TrainConfig:
-    """The last succeeded run's config, else the preset that fits this machine."""
-    done = runs_store.list_runs(con, kind="train", states=("succeeded",))
-    if not done.empty:
-        return TrainConfig.from_dict(json.loads(done["config"].iloc[0]))
+    """The last good settings (the last succeeded run's, or a sweep's best once chosen), else the
+    preset that fits this machine."""
+    saved = get_setting(con, GOOD_CONFIG)
+    if saved:
+        return TrainConfig.from_dict(json.loads(saved)["config"])
     return TrainConfig.from_dict(PRESETS[preset_for_hardware()])
+
+
+def remember_good_config(con, config: TrainConfig, base_model_id: str):
+    set_setting(
+        con, GOOD_CONFIG, json.dumps({"config": config.to_dict(), "base_model_id": base_model_id})
+    )
 
 
 def preset_for_hardware() -> str:
@@ -39,24 +50,42 @@ def preset_for_hardware() -> str:
     return "Standard" if torch.cuda.is_available() else DEFAULT_PRESET
 
 
-def start_training(con, config: TrainConfig, base_model_id: str, user: str | None = None,
-                   note: str = "") -> tuple[str, list[str]]:
-    """Freeze the data, write the run folder and queue it. Returns (run id, warnings)."""
+def freeze_for_training(con, note: str) -> tuple[int, int, int]:
+    """Freeze the accepted, split examples into a new dataset version: (id, n_train, n_val)."""
+    with transaction(con):
+        dataset_id = splits_store.freeze_dataset(con, note)
+    rows = splits_store.dataset_rows(con, dataset_id)
+    n_train = int((rows["split"] == "train").sum())
+    if n_train == 0:
+        raise ValueError("No accepted training examples: accept some and split them (Data page).")
+    return dataset_id, n_train, int((rows["split"] == "validation").sum())
+
+
+def start_training(
+    con,
+    config: TrainConfig,
+    base_model_id: str,
+    user: str | None = None,
+    note: str = "",
+    dataset_id: int | None = None,
+    extra: dict | None = None,
+) -> tuple[str, list[str]]:
+    """Write the run folder for a frozen dataset version (a new one by default) and queue it.
+    `extra` goes into the run's stored config (a sweep's id and trial). Returns (run id,
+    warnings)."""
     ref = resolve(con, base_model_id)
     if ref.adapter:
         raise ValueError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
     version, instruction = current_prompt(con)
-    with transaction(con):
-        dataset_id = splits_store.freeze_dataset(con, note or "training run")
+    if dataset_id is None:
+        dataset_id, _, _ = freeze_for_training(con, note or "training run")
     rows = splits_store.dataset_rows(con, dataset_id)
     n_train = int((rows["split"] == "train").sum())
     n_val = int((rows["split"] == "validation").sum())
-    if n_train == 0:
-        raise ValueError("No accepted training examples: accept some and split them (Data page).")
     config.base_model, config.instruction = ref.path, instruction
     config.prompt_version, config.dataset_version = version, dataset_id
     warnings = preflight(config, n_train, n_val)
-    run_config = config.to_dict() | {"base_model_id": base_model_id}
+    run_config = config.to_dict() | {"base_model_id": base_model_id} | (extra or {})
     run_id, run_dir = runs.new_run(con, "train", run_config, user)
     export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
     (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
@@ -68,9 +97,12 @@ def retrain_latest(con, user: str | None = None) -> tuple[str, list[str]]:
     """One click: freeze the latest accepted data and train with the last good config."""
     from engine.registry import ensure_default_model
 
-    done = runs_store.list_runs(con, kind="train", states=("succeeded",))
-    base = (json.loads(done["config"].iloc[0]).get("base_model_id") if not done.empty
-            else ensure_default_model(con, progress=lambda m: None))
+    saved = get_setting(con, GOOD_CONFIG)
+    base = (
+        json.loads(saved)["base_model_id"]
+        if saved
+        else ensure_default_model(con, progress=lambda m: None)
+    )
     return start_training(con, default_config(con), base, user, "one-click retrain")
 
 
@@ -82,8 +114,19 @@ def pump_queue(con) -> str | None:
     if queued.empty:
         return None
     run_id = queued["id"].iloc[-1]  # list_runs is newest first
-    runs.launch(con, run_id, ["train", queued["run_dir"].iloc[-1]])
+    runs.launch(con, run_id, ["train", queued["run_dir"].iloc[-1]], launcher=train_launcher())
     return run_id
+
+
+def train_launcher() -> list[str] | None:
+    """`accelerate launch` across every visible GPU when there are several (DDP; FSDP when
+    TUNELOOP_FSDP=1, for models that do not fit one GPU); None: plain Python."""
+    import os
+
+    import torch
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return jobs.accelerate_launcher(n_gpus, fsdp=os.environ.get("TUNELOOP_FSDP") == "1")
 
 
 def register_if_done(con, run: dict):
@@ -97,13 +140,31 @@ def register_if_done(con, run: dict):
     base_id = config.get("base_model_id") if kind == "lora" else None
     note = f"fine-tuned on dataset v{config.get('dataset_version')}"
     reg_store.register_model(con, run["id"], kind, str(final), base_id, run["id"], note)
+    if not config.get("sweep_id"):  # a sweep's trials become the default only by "use best"
+        settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+        remember_good_config(con, TrainConfig.from_dict(settings), config.get("base_model_id"))
 
 
 def refresh_training(con, run_id: str):
     state = runs.refresh_run(con, run_id, register_if_done)
     if state.state != "running":
-        pump_queue(con)
+        advance_and_pump(con)
     return state
+
+
+def refresh_all(con):
+    """Bring every unfinished training run up to date, queue sweeps' next trials, and start the
+    next queued run when the trainer is free: what the Train page does on each poll."""
+    for run_id in runs_store.list_runs(con, kind="train", states=("queued", "running"))["id"]:
+        runs.refresh_run(con, run_id, register_if_done)
+    advance_and_pump(con)
+
+
+def advance_and_pump(con):
+    from engine.sweep import advance_sweeps  # engine.sweep builds on this module
+
+    advance_sweeps(con)
+    pump_queue(con)
 
 
 def run_metrics(con, run_id: str) -> dict:

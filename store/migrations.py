@@ -187,4 +187,21 @@ def m002_labelling(con):
     )
 
 
-MIGRATIONS = [m001_core, m002_labelling]
+def m003_sweeps(con):
+    """Hyperparameter sweeps: a search space over one frozen dataset version; each trial is a
+    training run whose config names the sweep."""
+    con.execute(
+        """CREATE TABLE sweeps (
+            id VARCHAR PRIMARY KEY,
+            state VARCHAR NOT NULL,           -- running | done | cancelled
+            base_model_id VARCHAR NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            base_config VARCHAR NOT NULL,     -- JSON TrainConfig the trials start from
+            space VARCHAR NOT NULL,           -- JSON SweepSpace
+            created_by VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+
+
+MIGRATIONS = [m001_core, m002_labelling, m003_sweeps]

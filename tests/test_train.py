@@ -20,35 +20,6 @@ from tests.conftest import write_jsonl
 INSTRUCTION = "Summarize."  # short prompts keep the tiny runs fast
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """SmolLM2's tokenizer and architecture (Llama, tied embeddings), 2 layers of width 64."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, set_seed
-
-    from engine.models import GGUF_FILE, gguf_location
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_location(), gguf_file=GGUF_FILE)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    set_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def make_run(run_dir: Path, config: TrainConfig, train: list, validation: list) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, pairs in (("train", train), ("validation", validation)):

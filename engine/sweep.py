@@ -112,8 +112,8 @@ def next_params(space: SweepSpace, done: list[tuple[dict, float | None]]) -> dic
     sampler = optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=3)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     for params, value in done:
-        if any(params.get(k) not in d for k, d in distributions.items() if _categorical(d)):
-            continue  # a value outside the current lists (the space was changed)
+        if not all(_within(d, params.get(k)) for k, d in distributions.items()):
+            continue  # a value outside the current space (the space was changed)
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -129,8 +129,10 @@ def next_params(space: SweepSpace, done: list[tuple[dict, float | None]]) -> dic
     return study.ask(distributions).params
 
 
-def _categorical(distribution) -> bool:
-    return hasattr(distribution, "choices")
+def _within(distribution, value) -> bool:
+    if hasattr(distribution, "choices"):
+        return value in distribution.choices
+    return value is not None and distribution.low <= value <= distribution.high
 
 
 def start_sweep(

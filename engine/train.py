@@ -145,6 +145,12 @@ def run_training(run_dir: str | Path) -> str:
     trainer, callback, facts = build_trainer(
         config, run_dir, train_records, validation_records, writer
     )
+    if len(trainer.train_dataset) == 0:
+        raise ValueError(
+            f"No training example fits max_length {config.max_length}: the instruction and the "
+            f"summaries alone are longer ({facts['summaries_cut']} of {facts['n_train']} did not "
+            "fit). Raise max_length."
+        )
     total_steps = planned_steps(config, len(trainer.train_dataset))  # rows, after any packing
     writer.event("start", **facts, total_steps=total_steps, warnings=warnings)
     print(f"training: {json.dumps(facts)}", *warnings, sep="\n", flush=True)

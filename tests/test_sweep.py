@@ -71,7 +71,7 @@ def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner
         lr_scheduler="constant",
         warmup_ratio=0.0,
         batch_size=8,
-        max_length=128,
+        max_length=384,
         max_new_tokens=8,
         eval_every_steps=2,
         rouge_eval_samples=0,

@@ -269,3 +269,15 @@ def test_the_default_model_learns_bills_in_a_few_steps(home, congress_train):
     losses = [e["eval_loss"] for e in events(run, "eval")]
     assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
     assert events(run, "start")[0]["documents_cut"] > 0
+
+
+def test_settings_that_leave_no_room_for_the_summaries_fail_with_a_clear_reason(
+    tiny_model, tmp_path
+):
+    from engine.train import train
+
+    wordy = "Summarize the document below carefully and faithfully, please. " * 12
+    config = tiny_config(tiny_model, instruction=wordy, rouge_eval_samples=0)
+    run = make_run(tmp_path / "run", config, BILLS, WEATHER)
+    assert train(run) == "failed"
+    assert "No training example fits max_length 128" in status(run)["reason"]

@@ -10,47 +10,73 @@ from engine.train_config import PRESETS, SCHEDULERS, TrainConfig
 def config_ui(default: TrainConfig) -> TrainConfig | None:
     """Returns the chosen TrainConfig, or None (with the reason shown) when a value is invalid."""
     preset = st.selectbox("Preset", ["(last good settings)", *PRESETS], key="train_preset")
-    base = default if preset not in PRESETS else TrainConfig.from_dict(
-        default.to_dict() | PRESETS[preset])
+    base = (
+        default
+        if preset not in PRESETS
+        else TrainConfig.from_dict(default.to_dict() | PRESETS[preset])
+    )
     v = base.to_dict()
     with st.expander("Advanced"):
         c = st.columns(4)
-        v["method"] = c[0].selectbox("Method", ["lora", "full"], ["lora", "full"].index(
-            v["method"]), key="train_method")
-        v["learning_rate"] = c[1].number_input("Learning rate", 1e-7, 1.0, v["learning_rate"],
-                                               format="%.2e", key="train_lr")
-        v["lr_scheduler"] = c[2].selectbox("Scheduler", SCHEDULERS,
-                                           SCHEDULERS.index(v["lr_scheduler"]), key="train_sched")
-        v["warmup_ratio"] = c[3].number_input("Warm-up ratio", 0.0, 0.9, v["warmup_ratio"],
-                                              key="train_warmup")
-        v["epochs"] = c[0].number_input("Epochs", 0.1, 100.0, float(v["epochs"]),
-                                        key="train_epochs")
-        v["max_steps"] = c[1].number_input("Max steps (-1: by epochs)", -1, 10**6,
-                                           v["max_steps"], key="train_max_steps")
-        v["batch_size"] = c[2].number_input("Batch size", 1, 512, v["batch_size"],
-                                            key="train_batch")
-        v["grad_accum"] = c[3].number_input("Gradient accumulation", 1, 512, v["grad_accum"],
-                                            key="train_accum")
-        v["max_length"] = c[0].number_input("Max length (tokens)", 128, 32768, v["max_length"],
-                                            key="train_max_len")
-        v["weight_decay"] = c[1].number_input("Weight decay", 0.0, 1.0, v["weight_decay"],
-                                              key="train_wd")
+        v["method"] = c[0].selectbox(
+            "Method", ["lora", "full"], ["lora", "full"].index(v["method"]), key="train_method"
+        )
+        v["learning_rate"] = c[1].number_input(
+            "Learning rate", 1e-7, 1.0, v["learning_rate"], format="%.2e", key="train_lr"
+        )
+        v["lr_scheduler"] = c[2].selectbox(
+            "Scheduler", SCHEDULERS, SCHEDULERS.index(v["lr_scheduler"]), key="train_sched"
+        )
+        v["warmup_ratio"] = c[3].number_input(
+            "Warm-up ratio", 0.0, 0.9, v["warmup_ratio"], key="train_warmup"
+        )
+        v["epochs"] = c[0].number_input(
+            "Epochs", 0.1, 100.0, float(v["epochs"]), key="train_epochs"
+        )
+        v["max_steps"] = c[1].number_input(
+            "Max steps (-1: by epochs)", -1, 10**6, v["max_steps"], key="train_max_steps"
+        )
+        v["batch_size"] = c[2].number_input(
+            "Batch size", 1, 512, v["batch_size"], key="train_batch"
+        )
+        v["grad_accum"] = c[3].number_input(
+            "Gradient accumulation", 1, 512, v["grad_accum"], key="train_accum"
+        )
+        v["max_length"] = c[0].number_input(
+            "Max length (tokens)", 128, 32768, v["max_length"], key="train_max_len"
+        )
+        v["weight_decay"] = c[1].number_input(
+            "Weight decay", 0.0, 1.0, v["weight_decay"], key="train_wd"
+        )
         v["lora_r"] = c[2].number_input("LoRA rank", 1, 512, v["lora_r"], key="train_r")
-        v["lora_alpha"] = c[3].number_input("LoRA alpha", 1, 1024, v["lora_alpha"],
-                                            key="train_alpha")
-        v["lora_dropout"] = c[0].number_input("LoRA dropout", 0.0, 0.9, v["lora_dropout"],
-                                              key="train_dropout")
+        v["lora_alpha"] = c[3].number_input(
+            "LoRA alpha", 1, 1024, v["lora_alpha"], key="train_alpha"
+        )
+        v["lora_dropout"] = c[0].number_input(
+            "LoRA dropout", 0.0, 0.9, v["lora_dropout"], key="train_dropout"
+        )
         targets = v["lora_target_modules"]
         v["lora_target_modules"] = c[1].text_input(
-            "LoRA target modules", targets if isinstance(targets, str) else ",".join(targets),
-            key="train_targets")
-        v["eval_every_steps"] = c[2].number_input("Evaluate every N steps", 1, 10**5,
-                                                  v["eval_every_steps"], key="train_eval_every")
+            "LoRA target modules",
+            targets if isinstance(targets, str) else ",".join(targets),
+            key="train_targets",
+        )
+        v["eval_every_steps"] = c[2].number_input(
+            "Evaluate every N steps", 1, 10**5, v["eval_every_steps"], key="train_eval_every"
+        )
         v["early_stopping_patience"] = c[3].number_input(
-            "Early-stopping patience (0: off)", 0, 100, v["early_stopping_patience"],
-            key="train_patience")
-        v["train_subset"] = c[0].number_input("Training subset (0: all)", 0, 10**7,
-                                              v["train_subset"] or 0, key="train_subset") or None
+            "Early-stopping patience (0: off)",
+            0,
+            100,
+            v["early_stopping_patience"],
+            key="train_patience",
+        )
+        v["train_subset"] = (
+            c[0].number_input(
+                "Training subset (0: all)", 0, 10**7, v["train_subset"] or 0, key="train_subset"
+            )
+            or None
+        )
         v["seed"] = c[1].number_input("Seed", 0, 2**31, v["seed"], key="train_seed")
     if "," in v["lora_target_modules"]:
         v["lora_target_modules"] = [t.strip() for t in v["lora_target_modules"].split(",")]

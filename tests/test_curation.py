@@ -162,9 +162,16 @@ def test_token_counts_flag_documents_over_the_context(con, home, tmp_path):
     from engine.models import default_model_dir
 
     long_doc = "The court held that the landlord owed a duty of care to the tenant. " * 1200
-    import_file(con, write_jsonl(tmp_path / "t.jsonl", [
-        {"text": long_doc, "summary": "Landlord owed a duty of care."},
-        {"text": BILL, "summary": "Grants for school crossings."}]))
+    import_file(
+        con,
+        write_jsonl(
+            tmp_path / "t.jsonl",
+            [
+                {"text": long_doc, "summary": "Landlord owed a duty of care."},
+                {"text": BILL, "summary": "Grants for school crossings."},
+            ],
+        ),
+    )
     assert count_tokens(con, default_model_dir()) == 8192
     flagged = ex.page_examples(con, ex.ExampleFilter(flag="over_context"))
     assert flagged["n_words"].tolist() == [len(long_doc.split())]

@@ -7,6 +7,13 @@ import streamlit as st
 from engine.train_config import PRESETS, SCHEDULERS, TrainConfig
 
 
+def installed_trackers() -> list[str]:
+    from importlib.util import find_spec
+
+    modules = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+    return [name for name, module in modules.items() if find_spec(module)]
+
+
 def config_ui(default: TrainConfig) -> TrainConfig | None:
     """Returns the chosen TrainConfig, or None (with the reason shown) when a value is invalid."""
     preset = st.selectbox("Preset", ["(last good settings)", *PRESETS], key="train_preset")
@@ -78,6 +85,26 @@ def config_ui(default: TrainConfig) -> TrainConfig | None:
             or None
         )
         v["seed"] = c[1].number_input("Seed", 0, 2**31, v["seed"], key="train_seed")
+        v["packing"] = c[2].checkbox(
+            "Packing (padding-free)",
+            v["packing"],
+            key="train_packing",
+            help="Pays off on GPUs with FlashAttention; no gain on a CPU.",
+        )
+        v["gradient_checkpointing"] = c[3].checkbox(
+            "Gradient checkpointing",
+            v["gradient_checkpointing"],
+            key="train_checkpointing",
+            help="Less memory, about 30% slower.",
+        )
+        trackers = installed_trackers()
+        v["report_to"] = st.multiselect(
+            "Experiment trackers (installed ones)",
+            trackers,
+            [t for t in v["report_to"] if t in trackers],
+            key="train_report_to",
+            help="Runs always write their own events; these get a copy.",
+        )
     if "," in v["lora_target_modules"]:
         v["lora_target_modules"] = [t.strip() for t in v["lora_target_modules"].split(",")]
     try:

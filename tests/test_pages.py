@@ -221,3 +221,30 @@ def test_train_page_button_starts_a_run(app):
     finally:
         runs.cancel_run(con, table["id"].iloc[0])
         jobs.request_cancel(table["run_dir"].iloc[0], grace_s=30)
+
+
+def test_train_page_starts_a_sweep(app):
+    from engine import jobs
+    from engine.sweep import cancel_sweep
+    from store import sweeps as sweeps_store
+
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, app.exception
+    app.text_input(key="sweep_lr").input("1e-4, 1e-3")
+    app.text_input(key="sweep_epochs").input("1")
+    app.text_input(key="sweep_ranks").input("4, 8")
+    app.selectbox(key="sweep_method").set_value("grid")
+    app.button(key="sweep_start").click().run()
+    assert not app.exception, app.exception
+    con = open_store()
+    (sweep,) = sweeps_store.list_sweeps(con).to_dict("records")
+    trials = sweeps_store.sweep_trials(con, sweep["id"])
+    try:
+        assert sweep["state"] == "running" and len(trials) == 1  # one trial at a time
+        params = jobs.read_json(Path(trials["run_dir"].iloc[0]) / "config.json")
+        assert params["learning_rate"] in (1e-4, 1e-3) and params["lora_r"] in (4, 8)
+        assert any("4 trials" in s.value for s in app.success)
+    finally:
+        cancel_sweep(con, sweep["id"])
+        jobs.request_cancel(trials["run_dir"].iloc[0], grace_s=30)
+    assert sweeps_store.get_sweep(con, sweep["id"])["state"] == "cancelled"

@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 WORKERS = {  # background workers: they never open the database
     "draft-worker": "engine.draft",
     "train": "engine.train",
+    "eval-worker": "engine.evaluate",
 }
 
 

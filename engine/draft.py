@@ -119,9 +119,10 @@ def append_drafts(run_dir: Path, rows: list[dict]):
         os.fsync(f.fileno())
 
 
-def run_drafting(run_dir: str | Path) -> str:
+def run_drafting(run_dir: str | Path, final: bool = True) -> str:
     """Draft every document of the run not drafted yet; returns the final state
-    (succeeded or cancelled). Raises ValueError for bad inputs."""
+    (succeeded or cancelled). Raises ValueError for bad inputs. With final=False a success
+    leaves the status "running", for a job that goes on (evaluation scores the drafts)."""
     run_dir = Path(run_dir)
     writer = RunWriter(run_dir)
     writer.set_status("running", pid=os.getpid())
@@ -140,7 +141,8 @@ def run_drafting(run_dir: str | Path) -> str:
     )
     writer.event("start", total=len(documents), already_drafted=len(documents) - len(todo))
     if not todo:
-        writer.set_status("succeeded", "Every document already had a draft.")
+        if final:
+            writer.set_status("succeeded", "Every document already had a draft.")
         return "succeeded"
     started = time.time()
     model, tokenizer = generate.load_model(config.model, config.adapter)
@@ -188,7 +190,8 @@ def run_drafting(run_dir: str | Path) -> str:
         done = len(documents) - len(todo) + drafted
         writer.set_status("cancelled", f"Cancelled: {done} of {len(documents)} drafted{note}.")
         return "cancelled"
-    writer.set_status("succeeded", f"Drafted {drafted} documents{note}.")
+    if final:
+        writer.set_status("succeeded", f"Drafted {drafted} documents{note}.")
     return "succeeded"
 
 

@@ -104,7 +104,7 @@ def read_references(run_dir: Path) -> dict:
 def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
     """Generate (resuming what is there), then score; returns the final state."""
     from engine.dedupe import default_embedder
-    from engine.draft import read_documents, run_drafting
+    from engine.draft import DRAFTS, read_documents, run_drafting
 
     run_dir = Path(run_dir)
     references = read_references(run_dir)
@@ -117,7 +117,7 @@ def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
         return state
     writer = RunWriter(run_dir)
     drafts = {}
-    for line in (run_dir / "drafts.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (run_dir / DRAFTS).read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             drafts[row["document_id"]] = row

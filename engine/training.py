@@ -54,11 +54,10 @@ def freeze_for_training(con, note: str) -> tuple[int, int, int]:
     """Freeze the accepted, split examples into a new dataset version: (id, n_train, n_val)."""
     with transaction(con):
         dataset_id = splits_store.freeze_dataset(con, note)
-    rows = splits_store.dataset_rows(con, dataset_id)
-    n_train = int((rows["split"] == "train").sum())
+    n_train, n_validation, _ = splits_store.dataset_counts(con, dataset_id)
     if n_train == 0:
         raise ValueError("No accepted training examples: accept some and split them (Data page).")
-    return dataset_id, n_train, int((rows["split"] == "validation").sum())
+    return dataset_id, n_train, n_validation
 
 
 def start_training(

@@ -60,6 +60,13 @@ def list_datasets(con) -> pd.DataFrame:
     return con.execute("SELECT * FROM dataset_versions ORDER BY id DESC").fetchdf()
 
 
+def dataset_counts(con, dataset_id: int) -> tuple[int, int, int]:
+    """(n_train, n_validation, n_test) of a frozen dataset version."""
+    return con.execute(
+        "SELECT n_train, n_validation, n_test FROM dataset_versions WHERE id = ?", [dataset_id]
+    ).fetchone()
+
+
 def dataset_rows(con, dataset_id: int) -> pd.DataFrame:
     return con.execute(
         "SELECT example_id, split, document, summary, title FROM dataset_examples "

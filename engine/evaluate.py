@@ -93,6 +93,26 @@ def compare(rows_a: list[dict], rows_b: list[dict], name: str, seed: int = 0) ->
     return {"mean": diff.mean, "low": diff.low, "high": diff.high, "p_value": p}
 
 
+def write_eval_run(run_dir: str | Path, config, rows: list[dict]) -> Path:
+    """Create an evaluation run folder from a DraftConfig and rows of {"document_id", "text",
+    "reference"}: the drafting inputs plus references.jsonl."""
+    from engine.draft import write_run
+
+    run_dir = write_run(run_dir, config, rows)
+    with open(run_dir / "references.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"document_id": r["document_id"], "reference": r["reference"]}) + "\n")
+    return run_dir
+
+
+def read_scores(run_dir: str | Path) -> list[dict]:
+    """The per-document rows a finished evaluation wrote (scores.jsonl), in document order."""
+    path = Path(run_dir) / "scores.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
 def read_references(run_dir: Path) -> dict:
     path = run_dir / "references.jsonl"
     if not path.exists():

@@ -204,4 +204,58 @@ def m003_sweeps(con):
     )
 
 
-MIGRATIONS = [m001_core, m002_labelling, m003_sweeps]
+def m004_evaluation(con):
+    """Evaluations of a model on a frozen dataset's test split (scores per document), blind A/B
+    preferences between two evaluations' summaries, and the production model's promotions."""
+    con.execute(
+        """CREATE TABLE evaluations (
+            run_id VARCHAR PRIMARY KEY,       -- the eval run (runs.id)
+            model_id VARCHAR NOT NULL,
+            dataset_id BIGINT NOT NULL,
+            prompt_version INTEGER NOT NULL,
+            generation VARCHAR NOT NULL,      -- JSON GenerationSettings
+            aggregates VARCHAR,               -- JSON means with 95% CIs, once scored
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE eval_results (
+            run_id VARCHAR NOT NULL, example_id BIGINT NOT NULL,
+            summary VARCHAR NOT NULL,
+            rouge1 DOUBLE, rouge2 DOUBLE, rougeL DOUBLE, rougeLsum DOUBLE,
+            similarity DOUBLE,                -- NULL when scored without embeddings
+            summary_words INTEGER, reference_words INTEGER, compression DOUBLE,
+            novel_bigrams DOUBLE,
+            unsupported_facts INTEGER,
+            unsupported VARCHAR,              -- JSON list of the facts not in the document
+            PRIMARY KEY (run_id, example_id)
+        )"""
+    )
+    con.execute("CREATE SEQUENCE preference_ids START 1")
+    con.execute(
+        """CREATE TABLE preferences (
+            id BIGINT PRIMARY KEY DEFAULT nextval('preference_ids'),
+            example_id BIGINT NOT NULL,
+            run_a VARCHAR NOT NULL, run_b VARCHAR NOT NULL,  -- the two evaluations, a < b
+            left_run VARCHAR NOT NULL,        -- the one shown on the left
+            winner_run VARCHAR,               -- NULL: a tie
+            reason VARCHAR,
+            reviewer VARCHAR NOT NULL,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute("CREATE SEQUENCE promotion_ids START 1")
+    con.execute(
+        """CREATE TABLE promotions (
+            id BIGINT PRIMARY KEY DEFAULT nextval('promotion_ids'),
+            model_id VARCHAR NOT NULL, previous_model_id VARCHAR,
+            run_id VARCHAR, previous_run_id VARCHAR,  -- the evaluations compared
+            evidence VARCHAR,                 -- JSON: metric, difference, CI, p-value
+            override_reason VARCHAR,          -- set when promoted without beating it
+            promoted_by VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+
+
+MIGRATIONS = [m001_core, m002_labelling, m003_sweeps, m004_evaluation]

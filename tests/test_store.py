@@ -42,7 +42,7 @@ def test_migrate_blank_database_creates_schema_and_records_it(con):
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     assert {"documents", "document_versions", "examples", "dataset_versions", "settings"} <= tables
     names = [r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()]
-    assert names == ["m001_core", "m002_labelling", "m003_sweeps"]
+    assert names == ["m001_core", "m002_labelling", "m003_sweeps", "m004_evaluation"]
     assert store.migrate(con) == []  # already up to date
 
 
@@ -53,13 +53,13 @@ def test_upgrade_from_the_previous_version(monkeypatch):
     from store.migrations import MIGRATIONS
 
     old = duckdb.connect(":memory:")
-    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:2])
-    assert db.migrate(old) == ["m001_core", "m002_labelling"]
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:3])
+    assert db.migrate(old) == ["m001_core", "m002_labelling", "m003_sweeps"]
     old.execute("INSERT INTO settings VALUES ('kept', 'yes')")
     monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
-    assert db.migrate(old) == ["m003_sweeps"]
+    assert db.migrate(old) == ["m004_evaluation"]
     assert old.execute("SELECT value FROM settings").fetchone() == ("yes",)
-    assert old.execute("SELECT count(*) FROM sweeps").fetchone() == (0,)
+    assert old.execute("SELECT count(*) FROM eval_results").fetchone() == (0,)
 
 
 def test_connect_file_twice_upgrades_nothing(tmp_path):

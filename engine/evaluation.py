@@ -1,0 +1,253 @@
+"""Evaluations from the app's side: start one, ingest its scores, compare two, promote a model.
+
+An evaluation summarizes the test split of a frozen dataset version with one registered model,
+greedy by default, with the current prompt template; the worker (engine/evaluate.py,
+`python -m engine eval-worker`) generates and scores without touching the database, and
+`refresh_evaluation` stores its per-document scores. Two evaluations compare on the documents
+both scored (paired bootstrap). A model becomes the production model (what drafting, chat and
+serving use by default) only when it beats the current one on the same test documents, or with
+a recorded reason for overriding that rule.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from engine import evaluate, jobs, runs
+from engine.draft import DraftConfig
+from engine.generate import GenerationSettings
+from engine.registry import PRODUCTION, current_prompt, production_model, resolve
+from store import evals as evals_store
+from store import splits as splits_store
+from store import transaction
+
+# Evaluation generation: greedy and long enough for a paragraph-long summary.
+EVAL_SETTINGS = GenerationSettings(max_new_tokens=160)
+# The score that decides a promotion: paired mean ROUGE-L F1 difference on the test split.
+PROMOTION_METRIC = "rougeL"
+# (score, label, higher is better) in the order the Compare page and the report show them.
+METRICS = (
+    ("rouge1", "ROUGE-1", True),
+    ("rouge2", "ROUGE-2", True),
+    ("rougeL", "ROUGE-L", True),
+    ("rougeLsum", "ROUGE-Lsum", True),
+    ("similarity", "Semantic similarity", True),
+    ("has_unsupported", "Unsupported-fact rate", False),
+    ("unsupported_facts", "Unsupported facts per summary", False),
+    ("summary_words", "Summary words", None),
+    ("compression", "Compression (document / summary words)", None),
+    ("novel_bigrams", "Novel bigrams", None),
+)
+
+
+def test_dataset(con, dataset_id: int | None = None) -> int:
+    """The dataset version to evaluate on: the given one, else the newest with a test split,
+    else a new one frozen from the current splits."""
+    if dataset_id is None:
+        versions = splits_store.list_datasets(con)
+        with_test = versions[versions["n_test"] > 0]
+        if not with_test.empty:
+            return int(with_test["id"].iloc[0])
+        with transaction(con):
+            dataset_id = splits_store.freeze_dataset(con, "evaluation")
+    counts = splits_store.dataset_counts(con, dataset_id)
+    if counts is None:
+        raise ValueError(f"There is no dataset version {dataset_id}.")
+    if not counts[2]:
+        raise ValueError(
+            f"Dataset v{dataset_id} has no test examples: split the accepted examples "
+            "(Data page) so some are held out for testing."
+        )
+    return int(dataset_id)
+
+
+def start_evaluation(
+    con,
+    model_id: str,
+    dataset_id: int | None = None,
+    settings: GenerationSettings = EVAL_SETTINGS,
+    limit: int | None = None,
+    semantic: bool = True,
+    user: str | None = None,
+) -> str:
+    """Write the run folder (the test split only) and start the worker; returns the run id."""
+    ref = resolve(con, model_id)
+    dataset_id = test_dataset(con, dataset_id)
+    rows = splits_store.dataset_rows(con, dataset_id)
+    test = rows[rows["split"] == "test"]
+    test = test if limit is None else test.head(limit)
+    version, instruction = current_prompt(con)
+    config = DraftConfig(
+        model=ref.path,
+        adapter=ref.adapter,
+        model_id=model_id,
+        instruction=instruction,
+        prompt_version=version,
+        generation=settings,
+    )
+    run_config = config.to_dict() | {"dataset_id": dataset_id, "semantic": semantic}
+    documents = [
+        {"document_id": str(r.example_id), "text": r.document, "reference": r.summary}
+        for r in test.itertuples()
+    ]
+    with transaction(con):
+        run_id, run_dir = runs.new_run(con, "eval", run_config, user)
+        evals_store.add_evaluation(con, run_id, model_id, dataset_id, version, asdict(settings))
+    evaluate.write_eval_run(run_dir, config, documents)
+    runs.launch(
+        con, run_id, ["eval-worker", str(run_dir)] + ([] if semantic else ["--no-semantic"])
+    )
+    return run_id
+
+
+def ingest_evaluation(con, run: dict):
+    """Store a finished evaluation's per-document scores and aggregates (safe to repeat)."""
+    run_dir = Path(run["run_dir"])
+    if jobs.read_json(run_dir / "status.json", {}).get("state") != "succeeded":
+        return
+    rows = evaluate.read_scores(run_dir)
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    frame["example_id"] = frame["document_id"].astype(int)
+    frame["unsupported"] = frame["unsupported"].map(json.dumps)
+    evals_store.add_results(con, run["id"], frame)
+    evals_store.set_aggregates(con, run["id"], jobs.read_json(run_dir / "summary.json", {}))
+
+
+def refresh_evaluation(con, run_id: str) -> jobs.RunState:
+    return runs.refresh_run(con, run_id, ingest_evaluation)
+
+
+def refresh_evaluations(con):
+    """Bring every unfinished evaluation up to date (what the Compare page does on each poll)."""
+    running = evals_store.list_evaluations(con)
+    for run_id in running[running["state"].isin(("queued", "running"))]["run_id"]:
+        refresh_evaluation(con, run_id)
+
+
+def latest_evaluation(con, model_id: str, dataset_id: int | None = None) -> str | None:
+    """The newest succeeded evaluation of a model (on a dataset version, if given)."""
+    done = evals_store.list_evaluations(con, dataset_id)
+    done = done[(done["model_id"] == model_id) & (done["state"] == "succeeded")]
+    return None if done.empty else str(done["run_id"].iloc[0])
+
+
+@dataclass
+class Comparison:
+    run_a: str
+    run_b: str
+    model_a: str
+    model_b: str
+    dataset_id: int
+    table: pd.DataFrame  # one row per metric: A and B means with CIs, B - A with CI and p
+    pairs: pd.DataFrame  # one row per document both scored (store.evals.paired_results)
+
+
+def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
+    """A (usually the base or production model) against B on the documents both scored."""
+    a, b = evals_store.get_evaluation(con, run_a), evals_store.get_evaluation(con, run_b)
+    for run_id, ev in ((run_a, a), (run_b, b)):
+        if ev is None or ev["state"] != "succeeded":
+            raise ValueError(f"Evaluation {run_id} has not finished: wait for it or rerun it.")
+    pairs = evals_store.paired_results(con, run_a, run_b)
+    if pairs.empty:
+        raise ValueError(
+            "The two evaluations share no test document: evaluate both on one dataset."
+        )
+    for side in ("a", "b"):
+        pairs[f"has_unsupported_{side}"] = (pairs[f"unsupported_facts_{side}"] > 0).astype(int)
+    rows = []
+    for name, label, higher in METRICS:
+        col_a, col_b = pairs[f"{name}_a"], pairs[f"{name}_b"]
+        if col_a.isna().any() or col_b.isna().any():
+            continue  # e.g. similarity of an evaluation run without embeddings
+        agg_a = evaluate.aggregate([{name: v} for v in col_a], seed)[name]
+        agg_b = evaluate.aggregate([{name: v} for v in col_b], seed)[name]
+        diff = evaluate.compare([{name: v} for v in col_a], [{name: v} for v in col_b], name, seed)
+        clear = diff["low"] > 0 or diff["high"] < 0
+        better = (
+            None if higher is None or not clear else ("B" if (diff["mean"] > 0) == higher else "A")
+        )
+        rows.append(
+            {"metric": label, "key": name, "higher_is_better": higher}
+            | {f"a_{k}": v for k, v in agg_a.items()}
+            | {f"b_{k}": v for k, v in agg_b.items()}
+            | {"delta": diff["mean"], "delta_low": diff["low"], "delta_high": diff["high"]}
+            | {"p_value": diff["p_value"], "clear_winner": better}
+        )
+    pairs["delta_rougeL"] = pairs["rougeL_b"] - pairs["rougeL_a"]
+    return Comparison(
+        run_a, run_b, a["model_id"], b["model_id"], int(a["dataset_id"]), pd.DataFrame(rows), pairs
+    )
+
+
+def promotion_evidence(con, candidate_run: str, current_run: str) -> dict:
+    """How the candidate's evaluation compares with the production model's on the same test
+    documents; `beats` is a higher paired mean of PROMOTION_METRIC."""
+    table = compare_runs(con, current_run, candidate_run).table.set_index("key")
+    row = table.loc[PROMOTION_METRIC]
+    return {
+        "metric": PROMOTION_METRIC,
+        "difference": float(row["delta"]),
+        "low": float(row["delta_low"]),
+        "high": float(row["delta_high"]),
+        "p_value": float(row["p_value"]),
+        "beats": bool(row["delta"] > 0),
+    }
+
+
+def promote(
+    con,
+    model_id: str,
+    user: str | None = None,
+    override_reason: str = "",
+    dataset_id: int | None = None,
+) -> dict:
+    """Make `model_id` the production model if it beats the current one on the test split of
+    its newest evaluation's dataset; with an override reason, promote it regardless and record
+    why. Returns the evidence (None when there was none to compare)."""
+    resolve(con, model_id)  # a clear error for an unknown model
+    current = production_model(con)
+    if model_id == current:
+        raise ValueError(f"{model_id} is already the production model.")
+    candidate_run = latest_evaluation(con, model_id, dataset_id)
+    dataset = (
+        int(evals_store.get_evaluation(con, candidate_run)["dataset_id"]) if candidate_run else None
+    )
+    current_run = latest_evaluation(con, current, dataset) if candidate_run else None
+    evidence = (
+        promotion_evidence(con, candidate_run, current_run)
+        if candidate_run and current_run
+        else None
+    )
+    override_reason = override_reason.strip()
+    if not override_reason:
+        if evidence is None:
+            raise ValueError(
+                f"Evaluate {model_id} and the production model {current} on the same test "
+                "split first (Compare page), or give a reason to promote it without evidence."
+            )
+        if not evidence["beats"]:
+            raise ValueError(
+                f"{model_id} does not beat the production model {current} on the test split: "
+                f"ROUGE-L {evidence['difference']:+.4f} (95% CI {evidence['low']:+.4f} to "
+                f"{evidence['high']:+.4f}). Give a reason to promote it anyway."
+            )
+    with transaction(con):
+        splits_store.set_setting(con, PRODUCTION, model_id)
+        evals_store.add_promotion(
+            con,
+            model_id,
+            current,
+            candidate_run,
+            current_run,
+            evidence,
+            override_reason or None,
+            user,
+        )
+    return evidence

@@ -1,0 +1,129 @@
+"""Evaluations from the app's side: a real run on the test split is ingested per document, two
+evaluations compare on their common documents, and promotion refuses a model that does not beat
+the production model unless a reason is recorded."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from engine import evaluation
+from engine.generate import GenerationSettings
+from engine.registry import PRODUCTION, production_model, register_base
+from engine.sample import load_sample_if_empty
+from store import evals as evals_store
+from store import registry as reg_store
+from store import runs as runs_store
+from store import splits as splits_store
+
+
+def wait_for(con, run_id, seconds=180):
+    deadline = time.time() + seconds
+    while (state := evaluation.refresh_evaluation(con, run_id)).state in ("queued", "running"):
+        assert time.time() < deadline, "the evaluation did not finish"
+        time.sleep(0.5)
+    return state
+
+
+def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_model, monkeypatch):
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the worker logs every module it imports
+    load_sample_if_empty(con)
+    register_base(con, "tiny", str(tiny_model))
+    settings = GenerationSettings(max_new_tokens=8)
+    run_id = evaluation.start_evaluation(con, "tiny", settings=settings, semantic=False)
+    assert wait_for(con, run_id).state == "succeeded"
+
+    ev = evals_store.get_evaluation(con, run_id)
+    rows = splits_store.dataset_rows(con, int(ev["dataset_id"]))
+    test_ids = set(rows.loc[rows["split"] == "test", "example_id"])
+    results = evals_store.results(con, run_id)
+    assert test_ids and set(results["example_id"]) == test_ids  # every test document, only them
+    assert results["rouge2"].between(0, 1).all() and results["similarity"].isna().all()
+    aggregates = json.loads(ev["aggregates"])
+    assert aggregates["n_documents"] == len(test_ids)
+    assert json.loads(ev["generation"])["max_new_tokens"] == 8
+    log = (evaluation.Path(ev["run_dir"]) / "worker.log").read_text()
+    imported = {line.split("|")[-1].strip() for line in log.splitlines() if "import time" in line}
+    assert "rouge_score" in imported and not {"duckdb", "store", "streamlit"} & imported
+
+    # Greedy generation is deterministic: a second run ties, so it cannot be promoted on merit.
+    again = evaluation.start_evaluation(con, "tiny", settings=settings, semantic=False)
+    assert wait_for(con, again).state == "succeeded"
+    comparison = evaluation.compare_runs(con, run_id, again)
+    assert len(comparison.pairs) == len(test_ids)
+    rouge = comparison.table.set_index("key").loc["rougeL"]
+    assert rouge["delta"] == 0 and pd.isna(rouge["clear_winner"])
+    assert "similarity" not in set(comparison.table["key"])  # not scored, not shown
+    splits_store.set_setting(con, PRODUCTION, "tiny")
+    reg_store.register_model(con, "tiny-copy", "base", str(tiny_model))
+    with pytest.raises(ValueError, match="Evaluate tiny-copy"):
+        evaluation.promote(con, "tiny-copy")
+
+
+def planted_store(con):
+    """A dataset version with 6 test documents and three models' evaluations of them: `base`
+    (production), `worse` (lower ROUGE) and `better` (higher)."""
+    con.execute(
+        "INSERT INTO dataset_versions (note, n_train, n_validation, n_test) VALUES ('t', 0, 0, 6)"
+    )
+    dataset_id = con.execute("SELECT max(id) FROM dataset_versions").fetchone()[0]
+    for i in range(6):
+        con.execute(
+            "INSERT INTO dataset_examples VALUES (?, ?, 'test', ?, ?, ?)",
+            [dataset_id, i, f"document {i}", f"reference {i}", f"title {i}"],
+        )
+    rng = pd.Series([0.30, 0.25, 0.41, 0.33, 0.28, 0.36])
+    for model_id, shift in (("base", 0.0), ("worse", -0.1), ("better", 0.1)):
+        reg_store.register_model(con, model_id, "base", f"/models/{model_id}")
+        run_id = f"eval-{model_id}"
+        runs_store.add_run(con, run_id, "eval", f"/runs/{run_id}", {})
+        runs_store.set_state(con, run_id, "succeeded")
+        evals_store.add_evaluation(con, run_id, model_id, dataset_id, 1, {})
+        scores = rng + shift
+        frame = pd.DataFrame(
+            {
+                "example_id": range(6),
+                "summary": [f"{model_id} summary {i}" for i in range(6)],
+                "unsupported": ["[]"] * 6,
+            }
+            | {c: scores for c in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+            | {"similarity": scores, "summary_words": 20, "reference_words": 22}
+            | {"compression": 5.0, "novel_bigrams": 0.2, "unsupported_facts": [0, 1, 0, 0, 2, 0]}
+        )
+        evals_store.add_results(con, run_id, frame)
+    splits_store.set_setting(con, PRODUCTION, "base")
+
+
+def test_compare_reports_paired_differences_with_intervals(con):
+    planted_store(con)
+    comparison = evaluation.compare_runs(con, "eval-base", "eval-better")
+    table = comparison.table.set_index("key")
+    assert table.loc["rouge2", "delta"] == pytest.approx(0.1)
+    assert table.loc["rouge2", "clear_winner"] == "B"
+    assert table.loc["has_unsupported", "a_mean"] == pytest.approx(2 / 6)
+    assert pd.isna(table.loc["has_unsupported", "clear_winner"])  # no difference: no winner
+    assert comparison.pairs["delta_rougeL"].round(6).eq(0.1).all()
+    again = evaluation.compare_runs(con, "eval-base", "eval-better")
+    pd.testing.assert_frame_equal(comparison.table, again.table)  # seeded: reproducible
+
+
+def test_promotion_refuses_a_worse_model_and_records_an_override(con):
+    planted_store(con)
+    with pytest.raises(ValueError, match="does not beat the production model base"):
+        evaluation.promote(con, "worse", "ada")
+    assert production_model(con) == "base"
+    assert evals_store.list_promotions(con).empty
+
+    evidence = evaluation.promote(con, "better", "ada")
+    assert evidence["beats"] and evidence["difference"] == pytest.approx(0.1)
+    assert production_model(con) == "better"
+    evaluation.promote(con, "worse", "ada", override_reason="Shorter summaries, legal agreed")
+    promotions = evals_store.list_promotions(con)
+    assert production_model(con) == "worse"
+    assert promotions["override_reason"].iloc[0] == "Shorter summaries, legal agreed"
+    assert promotions["previous_model_id"].tolist() == ["better", "base"]
+    with pytest.raises(ValueError, match="already the production model"):
+        evaluation.promote(con, "worse")

@@ -10,6 +10,11 @@ python -m engine stats
 python -m engine users add NAME [--role reviewer|admin]
 python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
 python -m engine draft-worker RUN_DIR                (the background worker itself)
+python -m engine retrain                             (one-click retrain, last good config)
+python -m engine sweep [--trials 6] [--use-best]
+python -m engine eval [--model ID] [--dataset N]     (runs the evaluation worker, then ingests)
+python -m engine compare [RUN_A RUN_B | --models A B] [--report out.html]
+python -m engine promote MODEL [--override-reason TEXT]
 """
 
 from __future__ import annotations
@@ -192,6 +197,78 @@ def cmd_sweep(con, args):
         )
 
 
+def cmd_eval(con, args):
+    import time
+
+    from engine.evaluation import EVAL_SETTINGS, refresh_evaluation, start_evaluation
+    from engine.generate import GenerationSettings
+    from engine.registry import ensure_default_model, production_model
+    from store import evals as evals_store
+
+    ensure_default_model(con, progress=lambda m: None)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens or EVAL_SETTINGS.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+    model = args.model or production_model(con)
+    run_id = start_evaluation(
+        con, model, args.dataset, settings, args.limit, semantic=not args.no_semantic
+    )
+    print(f"Evaluation {run_id} of {model} started.", file=sys.stderr)
+    while (state := refresh_evaluation(con, run_id)).state in ("queued", "running"):
+        time.sleep(1)
+    print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
+    if state.state != "succeeded":
+        raise RuntimeError(f"Evaluation {run_id} did not succeed.")
+    import json
+
+    aggregates = json.loads(evals_store.get_evaluation(con, run_id)["aggregates"])
+    for name, value in aggregates.items():
+        if isinstance(value, dict):
+            print(f"{name:18} {value['mean']:.4f}  [{value['low']:.4f}, {value['high']:.4f}]")
+
+
+def cmd_compare(con, args):
+    from engine.evaluation import compare_runs, latest_evaluation
+
+    if args.models:
+        runs_ = [latest_evaluation(con, m, args.dataset) for m in args.models]
+        missing = [m for m, r in zip(args.models, runs_) if r is None]
+        if missing:
+            raise ValueError(f"No finished evaluation of {', '.join(missing)}: run `eval` first.")
+    elif len(args.runs) == 2:
+        runs_ = args.runs
+    else:
+        raise ValueError("Name two evaluation runs, or two models with --models A B.")
+    comparison = compare_runs(con, *runs_)
+    columns = ["metric", "a_mean", "b_mean", "delta", "delta_low", "delta_high", "p_value"]
+    print(
+        f"A = {comparison.model_a} ({runs_[0]}), B = {comparison.model_b} ({runs_[1]}), "
+        f"{len(comparison.pairs)} test documents of dataset v{comparison.dataset_id}"
+    )
+    print(comparison.table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.report:
+        from pathlib import Path
+
+        from engine.preference import win_rates
+        from engine.report import comparison_html
+
+        Path(args.report).write_text(comparison_html(comparison, win_rates(con)), encoding="utf-8")
+        print(f"Report written to {args.report}")
+
+
+def cmd_promote(con, args):
+    from engine.evaluation import promote
+
+    evidence = promote(con, args.model, "cli", args.override_reason or "", args.dataset)
+    if evidence:
+        print(
+            f"ROUGE-L against the previous production model: {evidence['difference']:+.4f} "
+            f"(95% CI {evidence['low']:+.4f} to {evidence['high']:+.4f})."
+        )
+    print(f"{args.model} is now the production model.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +328,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="a registered model id (default: the embedded one)")
     p.add_argument("--use-best", action="store_true", help="make the winner the retrain default")
     p.set_defaults(run=cmd_sweep)
+    p = sub.add_parser("eval", help="summarize and score the test split with one model")
+    p.add_argument("--model", help="a registered model id (default: the production model)")
+    p.add_argument(
+        "--dataset", type=int, help="dataset version (default: newest with a test split)"
+    )
+    p.add_argument("--limit", type=int, help="only the first N test documents")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-semantic", action="store_true", help="skip embedding similarity")
+    p.set_defaults(run=cmd_eval)
+    p = sub.add_parser("compare", help="compare two evaluations on their common test documents")
+    p.add_argument("runs", nargs="*", help="two evaluation run ids (A, then B)")
+    p.add_argument("--models", nargs=2, metavar=("A", "B"), help="the newest evaluation of each")
+    p.add_argument("--dataset", type=int)
+    p.add_argument("--report", help="also write a self-contained HTML report here")
+    p.set_defaults(run=cmd_compare)
+    p = sub.add_parser("promote", help="make a model the production model if it beats it")
+    p.add_argument("model")
+    p.add_argument("--override-reason", help="promote without beating it, and record why")
+    p.add_argument("--dataset", type=int)
+    p.set_defaults(run=cmd_promote)
     return parser
 
 

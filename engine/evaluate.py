@@ -101,7 +101,8 @@ def write_eval_run(run_dir: str | Path, config, rows: list[dict]) -> Path:
     run_dir = write_run(run_dir, config, rows)
     with open(run_dir / "references.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"document_id": r["document_id"], "reference": r["reference"]}) + "\n")
+            row = {"document_id": r["document_id"], "reference": r["reference"]}
+            f.write(json.dumps(row) + "\n")
     return run_dir
 
 

@@ -137,6 +137,17 @@ def latest_evaluation(con, model_id: str, dataset_id: int | None = None) -> str 
     return None if done.empty else str(done["run_id"].iloc[0])
 
 
+def ready_pair(con, dataset_id: int | None, model_a: str, model_b: str) -> tuple[str, str] | None:
+    """Both models' newest finished evaluations on the dataset version, or None."""
+    if dataset_id is None:
+        return None
+    pair = (
+        latest_evaluation(con, model_a, dataset_id),
+        latest_evaluation(con, model_b, dataset_id),
+    )
+    return None if None in pair else pair
+
+
 @dataclass
 class Comparison:
     run_a: str

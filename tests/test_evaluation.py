@@ -63,6 +63,29 @@ def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_mod
         evaluation.promote(con, "tiny-copy")
 
 
+def plant_evaluation(con, model_id, dataset_id, example_ids, scores, unsupported=None):
+    """A succeeded evaluation of `model_id` with these ROUGE (and similarity) scores."""
+    if reg_store.get_model(con, model_id) is None:
+        reg_store.register_model(con, model_id, "base", f"/models/{model_id}")
+    run_id = f"eval-{model_id}"
+    runs_store.add_run(con, run_id, "eval", f"/runs/{run_id}", {})
+    runs_store.set_state(con, run_id, "succeeded")
+    evals_store.add_evaluation(con, run_id, model_id, dataset_id, 1, {})
+    n = len(example_ids)
+    frame = pd.DataFrame(
+        {
+            "example_id": example_ids,
+            "summary": [f"{model_id} summary {i}" for i in range(n)],
+            "unsupported": ["[]"] * n,
+        }
+        | {c: scores for c in ("rouge1", "rouge2", "rougeL", "rougeLsum", "similarity")}
+        | {"summary_words": 20, "reference_words": 22, "compression": 5.0}
+        | {"novel_bigrams": 0.2, "unsupported_facts": unsupported or [0] * n}
+    )
+    evals_store.add_results(con, run_id, frame)
+    return run_id
+
+
 def planted_store(con):
     """A dataset version with 6 test documents and three models' evaluations of them: `base`
     (production), `worse` (lower ROUGE) and `better` (higher)."""
@@ -75,25 +98,9 @@ def planted_store(con):
             "INSERT INTO dataset_examples VALUES (?, ?, 'test', ?, ?, ?)",
             [dataset_id, i, f"document {i}", f"reference {i}", f"title {i}"],
         )
-    rng = pd.Series([0.30, 0.25, 0.41, 0.33, 0.28, 0.36])
+    scores = pd.Series([0.30, 0.25, 0.41, 0.33, 0.28, 0.36])
     for model_id, shift in (("base", 0.0), ("worse", -0.1), ("better", 0.1)):
-        reg_store.register_model(con, model_id, "base", f"/models/{model_id}")
-        run_id = f"eval-{model_id}"
-        runs_store.add_run(con, run_id, "eval", f"/runs/{run_id}", {})
-        runs_store.set_state(con, run_id, "succeeded")
-        evals_store.add_evaluation(con, run_id, model_id, dataset_id, 1, {})
-        scores = rng + shift
-        frame = pd.DataFrame(
-            {
-                "example_id": range(6),
-                "summary": [f"{model_id} summary {i}" for i in range(6)],
-                "unsupported": ["[]"] * 6,
-            }
-            | {c: scores for c in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
-            | {"similarity": scores, "summary_words": 20, "reference_words": 22}
-            | {"compression": 5.0, "novel_bigrams": 0.2, "unsupported_facts": [0, 1, 0, 0, 2, 0]}
-        )
-        evals_store.add_results(con, run_id, frame)
+        plant_evaluation(con, model_id, dataset_id, range(6), scores + shift, [0, 1, 0, 0, 2, 0])
     splits_store.set_setting(con, PRODUCTION, "base")
 
 

@@ -23,10 +23,13 @@ pages = {
         st.Page("pages/chat.py", title="Chat", icon="💬"),
         st.Page("pages/label.py", title="Label", icon="🏷️"),
         st.Page("pages/review.py", title="Review", icon="⭐"),
+        st.Page("pages/blind.py", title="Blind A/B", icon="⚖️"),
     ],
 }
 if can(user, "train"):
     pages["Train"] = [st.Page("pages/train.py", title="Train", icon="🏋️")]
+if can(user, "compare"):
+    pages["Evaluate"] = [st.Page("pages/compare.py", title="Compare", icon="📊")]
 if can(user, "users"):
     pages["Admin"] = [st.Page("pages/users.py", title="Users", icon="👤")]
 page = st.navigation(pages)

@@ -13,7 +13,8 @@ import bcrypt
 
 from store import users as users_store
 
-ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote")
+# Reviewers never see which model wrote which summary (Compare), so blind A/B stays blind.
+ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote", "compare")
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{2,40}$")
 MIN_PASSWORD = 8
 

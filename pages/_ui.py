@@ -11,6 +11,7 @@ import os
 import streamlit as st
 
 import store
+from engine.evaluation import ingest_evaluation
 from engine.labelling import ingest_drafts
 from engine.paths import db_path
 from engine.runs import reattach_all
@@ -26,7 +27,9 @@ def _connection(path: str):
     if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
         load_sample_if_empty(con)
     # Runs that outlived a previous app process: re-attach to live ones, fail dead ones.
-    reattach_all(con, {"draft": ingest_drafts, "train": register_if_done})
+    reattach_all(
+        con, {"draft": ingest_drafts, "train": register_if_done, "eval": ingest_evaluation}
+    )
     return con
 
 

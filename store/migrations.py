@@ -241,7 +241,8 @@ def m004_evaluation(con):
             winner_run VARCHAR,               -- NULL: a tie
             reason VARCHAR,
             reviewer VARCHAR NOT NULL,
-            created_at TIMESTAMP DEFAULT current_timestamp
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            UNIQUE (run_a, run_b, example_id, reviewer)  -- one vote per reviewer and document
         )"""
     )
     con.execute("CREATE SEQUENCE promotion_ids START 1")

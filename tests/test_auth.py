@@ -37,6 +37,6 @@ def test_duplicate_user_refused(con):
 
 def test_reviewers_cannot_reach_admin_actions():
     reviewer, admin = {"name": "r", "role": "reviewer"}, {"name": "a", "role": "admin"}
-    for action in ("train", "deploy", "delete", "users", "promote"):
+    for action in ("train", "deploy", "delete", "users", "promote", "compare"):
         assert not can(reviewer, action) and can(admin, action)
     assert can(reviewer, "review") and not can(None, "review")

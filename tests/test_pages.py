@@ -145,6 +145,8 @@ def test_reviewer_cannot_reach_admin_pages(app):
     assert app.session_state["user"] == {"name": "rita", "role": "reviewer"}
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app.switch_page("pages/users.py")  # not even in a reviewer's navigation
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        app.switch_page("pages/compare.py")  # who wrote which summary would unblind A/B votes
 
 
 @pytest.mark.slow
@@ -248,3 +250,50 @@ def test_train_page_starts_a_sweep(app):
         cancel_sweep(con, sweep["id"])
         jobs.request_cancel(trials["run_dir"].iloc[0], grace_s=30)
     assert sweeps_store.get_sweep(con, sweep["id"])["state"] == "cancelled"
+
+
+def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
+    from engine import jobs, runs
+    from engine.evaluation import test_dataset
+    from engine.registry import production_model
+    from store import evals as evals_store
+    from store import runs as runs_store
+    from store import splits as splits_store
+    from tests.test_evaluation import plant_evaluation
+
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    con = open_store()
+    dataset_id = test_dataset(con)
+    rows = splits_store.dataset_rows(con, dataset_id)
+    test_ids = rows.loc[rows["split"] == "test", "example_id"].tolist()
+    base = production_model(con)
+    scores = [0.2 + 0.05 * (i % 3) for i in range(len(test_ids))]
+    plant_evaluation(con, base, dataset_id, test_ids, scores)
+    plant_evaluation(con, "tuned", dataset_id, test_ids, [s + 0.1 for s in scores])
+
+    app.run()
+    app.selectbox(key="compare_dataset").set_value(dataset_id)
+    app.selectbox(key="compare_b").set_value("tuned").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="compare_a").value == base  # A defaults to production
+    table = app.dataframe[0].value
+    assert "ROUGE-2" in set(table["metric"]) and set(table["clear_winner"]) == {"B", "—"}
+    app.toggle(key="compare_losses").set_value(True).run()  # B never lost: nothing listed
+    assert not app.exception, app.exception
+    app.button(key="compare_blind").click().run()
+    from engine.preference import open_pairs
+
+    assert len(open_pairs(con)) == 1  # reviewers can now vote on this pair, blind
+
+    app.button(key="FormSubmitter:compare_promote-Promote tuned to production").click().run()
+    assert not app.exception, app.exception
+    assert production_model(con) == "tuned"
+    assert evals_store.list_promotions(con)["model_id"].tolist() == ["tuned"]
+
+    app.button(key="compare_eval_A").click().run()  # "Re-evaluate" A starts a real run
+    assert not app.exception, app.exception
+    started = runs_store.list_runs(con, kind="eval", states=("running",))
+    assert len(started) == 1
+    runs.cancel_run(con, started["id"].iloc[0])
+    jobs.request_cancel(started["run_dir"].iloc[0], grace_s=30)

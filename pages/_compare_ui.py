@@ -1,0 +1,151 @@
+"""Widgets of the Compare page: picking the two models, their evaluations, the summary table,
+one document side by side, and promotion."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import evaluation, runs
+from engine.highlight import diff_html
+from engine.registry import production_model
+from pages._ui import db
+from store import evals as evals_store
+from store import registry as reg_store
+from store import runs as runs_store
+from store import splits as splits_store
+
+
+def pick_ui(con) -> tuple[int | None, str, str]:
+    """Dataset version, model A (default: production) and B (default: newest fine-tune)."""
+    from engine.registry import ensure_default_model
+
+    with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
+        ensure_default_model(con, progress=lambda msg: None)
+    datasets = splits_store.list_datasets(con)
+    datasets = datasets[datasets["n_test"] > 0]
+    models = reg_store.list_models(con)
+    ids = models["id"].tolist()
+    production = production_model(con)
+    tuned = models[models["run_id"].notna()]["id"].tolist()
+    default_b = tuned[-1] if tuned else next((m for m in ids if m != production), production)
+    c = st.columns([1, 2, 2])
+    dataset = c[0].selectbox(
+        "Test split of dataset",
+        datasets["id"].tolist() or [None],
+        format_func=lambda d: "new from current splits" if d is None else f"v{d}",
+        key="compare_dataset",
+    )
+    model_a = c[1].selectbox(
+        "A (reference model)",
+        ids,
+        index=ids.index(production) if production in ids else 0,
+        key="compare_a",
+    )
+    model_b = c[2].selectbox(
+        "B (candidate)", ids, index=ids.index(default_b) if default_b in ids else 0, key="compare_b"
+    )
+    return dataset, model_a, model_b
+
+
+@st.fragment(run_every=3)
+def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool):
+    """Each model's newest evaluation on the dataset, with a button to run a missing one and
+    live progress; reruns the page when both have finished (`ready` is what the page saw)."""
+    con = db()
+    evaluation.refresh_evaluations(con)
+    for side, model_id in zip("AB", models):
+        table = evals_store.list_evaluations(con, dataset)
+        table = table[(table["model_id"] == model_id) & (dataset is not None)]
+        run = table.iloc[0] if not table.empty else None
+        cols = st.columns([5, 4, 2])
+        if run is None:
+            cols[0].write(f"**{side}: {model_id}** · not evaluated on this test split")
+        else:
+            cols[0].write(f"**{side}: {model_id}** · {run['state']} · `{run['run_id']}`")
+            progress = runs_store.run_events(con, run["run_id"], "progress")
+            if run["state"] == "running" and progress:
+                p = progress[-1]
+                cols[1].progress(p["done"] / max(p["total"], 1), f"{p['done']} / {p['total']}")
+            if run["state"] == "failed":
+                st.error(run["reason"])
+        busy = run is not None and run["state"] in ("queued", "running")
+        label = "Cancel" if busy else ("Evaluate" if run is None else "Re-evaluate")
+        if cols[2].button(label, key=f"compare_eval_{side}"):
+            if busy:
+                runs.cancel_run(con, run["run_id"])
+            else:
+                try:
+                    user = st.session_state["user"]["name"]
+                    evaluation.start_evaluation(con, model_id, dataset, user=user)
+                    st.rerun()
+                except ValueError as e:
+                    st.error(str(e))
+    if (evaluation.ready_pair(con, dataset, *models) is not None) != ready:
+        st.rerun()
+
+
+def summary_ui(comparison: evaluation.Comparison):
+    table = comparison.table
+    shown = table.assign(
+        A=[
+            f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+            for m, lo, hi in table[["a_mean", "a_low", "a_high"]].values
+        ],
+        B=[
+            f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+            for m, lo, hi in table[["b_mean", "b_low", "b_high"]].values
+        ],
+        delta=[
+            f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            for m, lo, hi in table[["delta", "delta_low", "delta_high"]].values
+        ],
+        clear_winner=table["clear_winner"].fillna("—"),
+    )[["metric", "A", "B", "delta", "p_value", "clear_winner"]]
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={
+            "A": f"A: {comparison.model_a}",
+            "B": f"B: {comparison.model_b}",
+            "delta": "Δ B − A (95% CI)",
+            "p_value": st.column_config.NumberColumn("p", format="%.3f"),
+            "clear_winner": "Clear winner",
+        },
+    )
+
+
+def document_ui(row, model_a: str, model_b: str):
+    """One test document: the document, the reference, both summaries (words that do not line
+    up with the reference marked) and their scores."""
+    st.subheader(row["title"] or f"Example {row['example_id']}")
+    with st.expander("Document", expanded=False):
+        st.text(row["document"])
+    c = st.columns(3)
+    c[0].markdown("**Reference**")
+    c[0].write(row["reference"])
+    for col, side, model in ((c[1], "a", model_a), (c[2], "b", model_b)):
+        col.markdown(f"**{side.upper()}: {model}**")
+        col.html(f"<div>{diff_html(row[f'summary_{side}'], row['reference'])}</div>")
+        facts = row[f"unsupported_{side}"]
+        col.caption(
+            f"ROUGE-1 {row[f'rouge1_{side}']:.3f} · ROUGE-2 {row[f'rouge2_{side}']:.3f} · "
+            f"ROUGE-L {row[f'rougeL_{side}']:.3f} · {row[f'summary_words_{side}']} words · "
+            f"unsupported: {facts if facts != '[]' else 'none'}"
+        )
+
+
+def promote_ui(con, model_b: str):
+    """Promote B to production: refused unless it beats the production model on this test
+    split, or an override reason is given."""
+    with st.form("compare_promote"):
+        st.caption(
+            f"Production model now: **{production_model(con)}**. Promotion needs B to beat it on "
+            f"{evaluation.PROMOTION_METRIC} over the same test documents, or a reason."
+        )
+        reason = st.text_input("Override reason (only to promote without beating it)")
+        if st.form_submit_button(f"Promote {model_b} to production"):
+            try:
+                evaluation.promote(con, model_b, st.session_state["user"]["name"], reason)
+                st.success(f"{model_b} is now the production model.")
+            except ValueError as e:
+                st.error(str(e))

@@ -31,6 +31,10 @@ def test_rouge_matches_the_rouge_score_package():
         for t in ours:
             assert ours[t][i] == pytest.approx(expected[t].fmeasure)
     assert ours["rouge1"][0] > ours["rouge1"][1] > 0
+    # By hand: stemmed unigrams "cat on the mat" overlap, 4 of 6 predicted and 4 of 7 reference
+    # words, F1 = 2 * 4 / (6 + 7); bigrams "on the", "the mat": 2 of 5 and 2 of 6, F1 = 4 / 11.
+    assert ours["rouge1"][0] == pytest.approx(8 / 13)
+    assert ours["rouge2"][0] == pytest.approx(4 / 11)
 
 
 def test_unsupported_facts_catch_an_invented_date_and_pass_a_faithful_summary():

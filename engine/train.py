@@ -154,6 +154,10 @@ def run_training(run_dir: str | Path) -> str:
     total_steps = planned_steps(config, len(trainer.train_dataset))  # rows, after any packing
     writer.event("start", **facts, total_steps=total_steps, warnings=warnings)
     print(f"training: {json.dumps(facts)}", *warnings, sep="\n", flush=True)
+    if writer.cancel_requested():  # asked while the model was loading: stop before any work
+        writer.event("finished", state="cancelled", metrics={})
+        writer.set_status("cancelled", "Cancelled before the first step; nothing was trained.")
+        return "cancelled"
     trainer.train()
 
     state = trainer.state

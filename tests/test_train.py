@@ -220,19 +220,39 @@ def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_mod
 
 
 def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_path):
+    import threading
+
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from engine.train import train
 
-    run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
-    (run / "cancel").touch()  # as jobs.request_cancel does, before the first step ends
+    run = make_run(tmp_path / "run", tiny_config(tiny_model, max_steps=200), BILLS, WEATHER)
+
+    def cancel_after_the_first_step():  # as jobs.request_cancel does, mid-training
+        deadline = time.time() + 120
+        while not (run / "events.jsonl").exists() or not events(run, "progress"):
+            assert time.time() < deadline
+            time.sleep(0.05)
+        (run / "cancel").touch()
+
+    threading.Thread(target=cancel_after_the_first_step, daemon=True).start()
     assert train(run) == "cancelled"
     final = status(run)
-    assert final["state"] == "cancelled" and "step 1" in final["reason"]
-    assert final["metrics"]["steps"] == 1
-    assert events(run, "cancel_requested")[0]["step"] == 1
+    steps = final["metrics"]["steps"]
+    assert final["state"] == "cancelled" and f"step {steps}" in final["reason"]
+    assert 1 <= steps < 200 and events(run, "cancel_requested")[0]["step"] == steps
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run / "final")
+
+
+def test_a_cancel_before_the_first_step_trains_nothing(tiny_model, tmp_path):
+    from engine.train import train
+
+    run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
+    (run / "cancel").touch()  # asked while the worker was still loading the model
+    assert train(run) == "cancelled"
+    assert "before the first step" in status(run)["reason"]
+    assert not (run / "final").exists() and not events(run, "progress")
 
 
 def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):

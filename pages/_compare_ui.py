@@ -140,7 +140,7 @@ def promote_ui(con, model_b: str):
     with st.form("compare_promote"):
         st.caption(
             f"Production model now: **{production_model(con)}**. Promotion needs B to beat it on "
-            f"{evaluation.PROMOTION_METRIC} over the same test documents, or a reason."
+            "ROUGE-L over the same test documents, or a reason."
         )
         reason = st.text_input("Override reason (only to promote without beating it)")
         if st.form_submit_button(f"Promote {model_b} to production"):

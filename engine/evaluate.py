@@ -39,11 +39,20 @@ SCORES = (
     "novel_bigrams",
     "unsupported_facts",
     "has_unsupported",
+    "has_unsupported_numbers",
+    "cut_off",
 )
 
 
-def score(documents: list[str], references: list[str], summaries: list[str], embed=None):
-    """One dict of scores per document; similarity is None without an embedder."""
+def score(
+    documents: list[str],
+    references: list[str],
+    summaries: list[str],
+    embed=None,
+    cut_off: list[bool] | None = None,
+):
+    """One dict of scores per document; similarity is None without an embedder. cut_off marks
+    summaries whose generation stopped at the token limit (their last word may be cut)."""
     rouge = metrics.rouge(summaries, references)
     similarity = (
         metrics.semantic_similarity(summaries, references, embed)
@@ -53,7 +62,8 @@ def score(documents: list[str], references: list[str], summaries: list[str], emb
     rows = []
     for i, (document, reference, summary) in enumerate(zip(documents, references, summaries)):
         words = len(summary.split())
-        unsupported = metrics.unsupported_facts(summary, document)
+        stopped = bool(cut_off and cut_off[i])
+        unsupported = metrics.unsupported_facts(summary, document, cut_off=stopped)
         rows.append(
             {t: round(float(rouge[t][i]), 4) for t in metrics.ROUGE_TYPES}
             | {
@@ -62,17 +72,31 @@ def score(documents: list[str], references: list[str], summaries: list[str], emb
                 "reference_words": len(reference.split()),
                 "compression": round(len(document.split()) / max(words, 1), 2),
                 "novel_bigrams": round(metrics.novel_ngram_ratio(summary, document), 4),
-                "unsupported_facts": len(unsupported),
-                "has_unsupported": int(bool(unsupported)),
+                **fact_counts(unsupported),
                 "unsupported": unsupported,
+                "cut_off": int(stopped),
             }
         )
     return rows
 
 
+def fact_counts(unsupported: list[str]) -> dict:
+    """Counts of a summary's unsupported facts: all of them, and the numbers, dates and amounts
+    among them (what a model invents; names also catch a summary's own conventions, such as
+    "USDA" for a bill's "Secretary of Agriculture")."""
+    numbers = sum(any(c.isdigit() for c in fact) for fact in unsupported)
+    return {
+        "unsupported_facts": len(unsupported),
+        "has_unsupported": int(bool(unsupported)),
+        "unsupported_numbers": numbers,
+        "has_unsupported_numbers": int(bool(numbers)),
+    }
+
+
 def aggregate(rows: list[dict], seed: int = 0) -> dict:
     """Mean and bootstrap 95% CI of every score over the documents (has_unsupported's mean is
-    the unsupported-fact rate: the share of summaries with at least one)."""
+    the unsupported-fact rate: the share of summaries with at least one; has_unsupported_numbers
+    the same for numbers, dates and amounts)."""
     out = {"n_documents": len(rows)}
     for name in SCORES:
         values = [r[name] for r in rows if r.get(name) is not None]
@@ -125,7 +149,7 @@ def read_references(run_dir: Path) -> dict:
 def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
     """Generate (resuming what is there), then score; returns the final state."""
     from engine.dedupe import default_embedder
-    from engine.draft import DRAFTS, read_documents, run_drafting
+    from engine.draft import DRAFTS, read_config, read_documents, run_drafting
 
     run_dir = Path(run_dir)
     references = read_references(run_dir)
@@ -143,11 +167,13 @@ def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
             row = json.loads(line)
             drafts[row["document_id"]] = row
     ids = [d["document_id"] for d in documents]
+    limit = read_config(run_dir).generation.max_new_tokens
     rows = score(
         [d["text"] for d in documents],
         [references[i] for i in ids],
         [drafts[i]["summary"] for i in ids],
         default_embedder() if semantic else None,
+        cut_off=[drafts[i]["n_generated_tokens"] >= limit for i in ids],
     )
     with open(run_dir / "scores.jsonl", "w", encoding="utf-8") as f:
         for i, row in zip(ids, rows):

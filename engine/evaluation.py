@@ -37,10 +37,12 @@ METRICS = (
     ("rougeLsum", "ROUGE-Lsum", True),
     ("similarity", "Semantic similarity", True),
     ("has_unsupported", "Unsupported-fact rate", False),
+    ("has_unsupported_numbers", "Unsupported numbers/dates rate", False),
     ("unsupported_facts", "Unsupported facts per summary", False),
     ("summary_words", "Summary words", None),
     ("compression", "Compression (document / summary words)", None),
     ("novel_bigrams", "Novel bigrams", None),
+    ("cut_off", "Stopped at the token limit", False),
 )
 
 
@@ -172,6 +174,8 @@ def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
         )
     for side in ("a", "b"):
         pairs[f"has_unsupported_{side}"] = (pairs[f"unsupported_facts_{side}"] > 0).astype(int)
+        numbers = pairs[f"unsupported_numbers_{side}"]
+        pairs[f"has_unsupported_numbers_{side}"] = (numbers > 0).astype(int)
     rows = []
     for name, label, higher in METRICS:
         col_a, col_b = pairs[f"{name}_a"], pairs[f"{name}_b"]

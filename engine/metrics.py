@@ -26,11 +26,32 @@ _DATE = re.compile(
 )
 _MONEY = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand))?", re.I)
 _NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
+_LIST_MARKER = re.compile(r"\(\d{1,2}\)|^\s*\d{1,2}[.)]\s", re.M)  # "(2) requires ...", "3. ..."
 _NAME = re.compile(
     r"\b[A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|of|the|and|&)){0,4}\s+[A-Z][a-z]+\b"
     r"|\b[A-Z]{2,}(?:\s+[A-Z]{2,})*\b"
 )
-_NAME_STOP = frozenset({"The", "This", "That", "These", "Those", "In", "On", "It", "A", "An"})
+# Words that open a sentence or a phrase, not a name ("Under the Clean Air Act", "The Secretary").
+_LEADING = frozenset(
+    "the this that these those in on it a an under for with by from to as at if any each also "
+    "specifically further finally among after before during within such its their".split()
+)
+_CONNECTORS = frozenset({"of", "the", "and", "for", "on", "&"})
+_COMPOUND = re.compile(
+    r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-"
+    r"(one|two|three|four|five|six|seven|eight|nine)\b"
+)
+# Documents often spell out what summaries write as digits ("three years" -> "3 years").
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {
+    w: str(10 * i)
+    for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)
+}
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, np.ndarray]:
@@ -64,21 +85,61 @@ def _norm_number(text: str) -> str:
     return text.replace(",", "").replace("$", "").replace(" ", "").lower()
 
 
+def _name(match: str) -> str | None:
+    """A capitalised phrase without the sentence words that open it; None if nothing is left."""
+    words = match.split()
+    while words and words[0].lower() in _LEADING:
+        words = words[1:]
+    while words and words[-1].lower() in _CONNECTORS:
+        words = words[:-1]
+    return " ".join(words) or None
+
+
 def facts(text: str) -> dict[str, set[str]]:
     """Dates, money amounts, other numbers and capitalised names mentioned in a text."""
     dates = set(_DATE.findall(text))
     money = {_norm_number(m) for m in _MONEY.findall(text)}
-    masked = _MONEY.sub(" ", _DATE.sub(" ", text))
+    masked = _LIST_MARKER.sub(" ", _MONEY.sub(" ", _DATE.sub(" ", text)))
     numbers = {_norm_number(m) for m in _NUMBER.findall(masked)}
-    names = {m for m in _NAME.findall(text) if m.split()[0] not in _NAME_STOP}
+    names = {n for m in _NAME.findall(text) if (n := _name(m))}
     return {"dates": dates, "money": money, "numbers": numbers, "names": names}
 
 
-def unsupported_facts(summary: str, document: str) -> list[str]:
+def _initialisms(words: list[str], longest: int = 6) -> set[str]:
+    """Initials of every run of 2..longest words, with and without the connecting words, so
+    that "DHS", "DOD" and "LEA" are supported by "Department of Homeland Security",
+    "Department of Defense" and "local educational agency"."""
+    out = set()
+    for i in range(len(words)):
+        for n in range(2, longest + 1):
+            run = words[i : i + n]
+            if len(run) < n:
+                break
+            out.add("".join(w[0] for w in run))
+            content = [w for w in run if w not in _CONNECTORS]
+            if len(content) >= 2:
+                out.add("".join(w[0] for w in content))
+    return out
+
+
+def unsupported_facts(summary: str, document: str, cut_off: bool = False) -> list[str]:
     """Facts in the summary that the document does not contain. A date counts as supported
-    when its day, month and year all appear; a name when each of its words appears."""
+    when its day, month and year all appear; a number when the document has it in digits or
+    spelt out; an acronym when it is in the document or is the initials of one of its phrases
+    (or of a phrase the summary spells out, whose own words are checked as a name);
+    any other name when at least half of its words appear (a summary may write "Department of
+    Labor" for the bill's "Secretary of Labor"; an invented name shares none). With cut_off
+    (the generation stopped at its token limit) the last, possibly cut, word is not checked."""
+    if cut_off:
+        summary = summary.rsplit(maxsplit=1)[0] if len(summary.split()) > 1 else ""
+    doc_words_list = _WORD.findall(document.lower())
+    doc_words = set(doc_words_list)
     doc_numbers = {_norm_number(m) for m in _NUMBER.findall(document)}
-    doc_words = set(_WORD.findall(document.lower()))
+    doc_numbers |= {_NUMBER_WORDS[w] for w in doc_words if w in _NUMBER_WORDS}
+    doc_numbers |= {
+        str(int(_NUMBER_WORDS[tens]) + int(_NUMBER_WORDS[unit]))
+        for tens, unit in _COMPOUND.findall(document.lower())
+    }
     found = facts(summary)
     missing = []
     for date in found["dates"]:
@@ -87,9 +148,17 @@ def unsupported_facts(summary: str, document: str) -> list[str]:
             missing.append(date)
     missing += [m for m in found["money"] if m not in doc_numbers]
     missing += [n for n in found["numbers"] if n not in doc_numbers]
+    initials = None
     for name in found["names"]:
-        words = [w for w in _WORD.findall(name.lower()) if w not in ("of", "the", "and")]
-        if not all(w in doc_words for w in words):
+        words = [w for w in _WORD.findall(name.lower()) if w not in _CONNECTORS]
+        if name.isupper() and " " not in name:  # an acronym
+            if initials is None:  # the document's phrases, and the summary's own definitions
+                initials = _initialisms(doc_words_list) | _initialisms(
+                    _WORD.findall(summary.lower())
+                )
+            if words and words[0] not in doc_words and words[0] not in initials:
+                missing.append(name)
+        elif sum(w in doc_words for w in words) * 2 < len(words):
             missing.append(name)
     return sorted(set(missing))
 

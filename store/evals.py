@@ -18,6 +18,8 @@ SCORE_COLUMNS = (
     "compression",
     "novel_bigrams",
     "unsupported_facts",
+    "unsupported_numbers",
+    "cut_off",
 )
 
 

@@ -227,7 +227,9 @@ def m004_evaluation(con):
             summary_words INTEGER, reference_words INTEGER, compression DOUBLE,
             novel_bigrams DOUBLE,
             unsupported_facts INTEGER,
+            unsupported_numbers INTEGER,      -- of which numbers, dates and amounts
             unsupported VARCHAR,              -- JSON list of the facts not in the document
+            cut_off INTEGER,                  -- 1: generation stopped at max_new_tokens
             PRIMARY KEY (run_id, example_id)
         )"""
     )

@@ -26,6 +26,8 @@ def test_scores_follow_the_metrics_and_catch_an_invented_date():
     assert [r["rouge2"] for r in rows] == [round(float(v), 4) for v in expected["rouge2"]]
     assert rows[0]["unsupported_facts"] == 0 and rows[0]["has_unsupported"] == 0
     assert rows[1]["has_unsupported"] == 1 and "June 9, 2019" in " ".join(rows[1]["unsupported"])
+    assert rows[1]["unsupported_numbers"] == 2  # the invented date and amount
+    assert evaluate.fact_counts(["USDA"])["has_unsupported_numbers"] == 0  # a name only
     assert rows[0]["similarity"] is None  # no embedder given
     summary = evaluate.aggregate(rows)
     assert summary["n_documents"] == 2 and summary["has_unsupported"]["mean"] == 0.5

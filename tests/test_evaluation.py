@@ -81,6 +81,7 @@ def plant_evaluation(con, model_id, dataset_id, example_ids, scores, unsupported
         | {c: scores for c in ("rouge1", "rouge2", "rougeL", "rougeLsum", "similarity")}
         | {"summary_words": 20, "reference_words": 22, "compression": 5.0}
         | {"novel_bigrams": 0.2, "unsupported_facts": unsupported or [0] * n}
+        | {"unsupported_numbers": unsupported or [0] * n, "cut_off": 0}
     )
     evals_store.add_results(con, run_id, frame)
     return run_id

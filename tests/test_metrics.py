@@ -47,6 +47,24 @@ def test_unsupported_facts_catch_an_invented_date_and_pass_a_faithful_summary():
     assert "April 9, 2020" in missing and "60000" in missing and "Acme Grocers" in missing
 
 
+def test_unsupported_facts_accept_how_summaries_restate_a_document():
+    bill = (
+        "The Secretary of Homeland Security and each local educational agency shall, within "
+        "three years and for twenty-five percent of the funds under 89 Fed. Reg. 78207, report "
+        "to the Secretary of Labor."
+    )
+    restated = (
+        "The Department of Homeland Security (DHS) and LEAs must (1) report within 3 years on "
+        "25% of the funds, and (2) tell the Department of Labor."
+    )
+    assert unsupported_facts(restated.replace("LEAs", "LEA"), bill) == []
+    invented = "NASA and the Acme Institute must report by 2031 on 40% of the funds."
+    assert unsupported_facts(invented, bill) == ["2031", "40", "Acme Institute", "NASA"]
+    # A generation stopped by its token limit may end inside a number: that word is not checked.
+    assert unsupported_facts("The rule (89 Fed. Reg. 7820", bill) == ["7820"]
+    assert unsupported_facts("The rule (89 Fed. Reg. 7820", bill, cut_off=True) == []
+
+
 def test_novel_ngrams():
     assert novel_ngram_ratio("She broke her wrist.", DOC) == 0.0
     assert novel_ngram_ratio("A customer was injured badly.", DOC) == 1.0

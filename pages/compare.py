@@ -25,7 +25,11 @@ if ready is None:
     st.info("Evaluate both models on this test split to compare them (greedy, 160 new tokens).")
     st.stop()
 
-comparison = compare_runs(con, *ready)
+try:
+    comparison = compare_runs(con, *ready)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
 st.caption(
     f"{len(comparison.pairs)} test documents scored by both, dataset v{comparison.dataset_id}"
 )

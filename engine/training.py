@@ -147,16 +147,42 @@ def register_if_done(con, run: dict):
 def refresh_training(con, run_id: str):
     state = runs.refresh_run(con, run_id, register_if_done)
     if state.state != "running":
+        evaluate_if_done(con, run_id)
         advance_and_pump(con)
     return state
 
 
 def refresh_all(con):
-    """Bring every unfinished training run up to date, queue sweeps' next trials, and start the
-    next queued run when the trainer is free: what the Train page does on each poll."""
+    """Bring every unfinished training run up to date, queue sweeps' next trials, evaluate new
+    models, and start the next queued run when the trainer is free: what the Train page does on
+    each poll."""
     for run_id in runs_store.list_runs(con, kind="train", states=("queued", "running"))["id"]:
-        runs.refresh_run(con, run_id, register_if_done)
+        if runs.refresh_run(con, run_id, register_if_done).state == "succeeded":
+            evaluate_if_done(con, run_id)
     advance_and_pump(con)
+
+
+def evaluate_if_done(con, run_id: str) -> list[str]:
+    """Once a training run (not a sweep trial) has registered its model, evaluate it on the
+    test split of the dataset version it trained on, and the production model too if it has
+    no evaluation there yet, so that Compare is ready. Returns the evaluation runs started."""
+    from engine.evaluation import start_evaluation
+    from engine.registry import production_model
+    from store import evals as evals_store
+
+    run = runs_store.get_run(con, run_id)
+    config = json.loads(run["config"])
+    counts = splits_store.dataset_counts(con, config.get("dataset_version") or 0)
+    if run["state"] != "succeeded" or config.get("sweep_id") or not counts or not counts[2]:
+        return []
+    dataset_id = config["dataset_version"]
+    done = evals_store.list_evaluations(con, dataset_id)
+    started = {}
+    for model_id in (run_id, production_model(con)):
+        known = reg_store.get_model(con, model_id) is not None
+        if known and not (done["model_id"] == model_id).any() and model_id not in started:
+            started[model_id] = start_evaluation(con, model_id, dataset_id, user=run["created_by"])
+    return list(started.values())
 
 
 def advance_and_pump(con):

@@ -135,3 +135,37 @@ def test_promotion_refuses_a_worse_model_and_records_an_override(con):
     assert promotions["previous_model_id"].tolist() == ["better", "base"]
     with pytest.raises(ValueError, match="already the production model"):
         evaluation.promote(con, "worse")
+
+
+def test_a_finished_training_run_evaluates_its_model_and_production_once(con, home, tiny_model):
+    from engine import training
+    from engine.train_config import TrainConfig
+
+    load_sample_if_empty(con)
+    register_base(con, "tiny", str(tiny_model))
+    splits_store.set_setting(con, PRODUCTION, "tiny")
+    config = TrainConfig(
+        base_model=str(tiny_model),
+        max_steps=2,
+        batch_size=4,
+        max_length=256,
+        max_new_tokens=8,
+        rouge_eval_samples=0,
+        early_stopping_patience=0,
+        eval_every_steps=2,
+        eval_samples=4,
+    )
+    run_id, _ = training.start_training(con, config, "tiny")
+    deadline = time.time() + 180
+    while (state := training.refresh_training(con, run_id)).state in ("queued", "running"):
+        assert time.time() < deadline, "training did not finish"
+        time.sleep(0.5)
+    assert state.state == "succeeded", state.reason
+    evaluations = evals_store.list_evaluations(con)
+    assert sorted(evaluations["model_id"]) == sorted([run_id, "tiny"])
+    dataset = json.loads(runs_store.get_run(con, run_id)["config"])["dataset_version"]
+    assert set(evaluations["dataset_id"]) == {dataset}  # the test split it was trained beside
+    assert training.evaluate_if_done(con, run_id) == []  # not twice
+    for eval_run in evaluations["run_id"]:
+        assert wait_for(con, eval_run).state == "succeeded"
+    assert evaluation.ready_pair(con, dataset, "tiny", run_id) is not None  # Compare is ready

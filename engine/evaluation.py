@@ -159,6 +159,7 @@ class Comparison:
     dataset_id: int
     table: pd.DataFrame  # one row per metric: A and B means with CIs, B - A with CI and p
     pairs: pd.DataFrame  # one row per document both scored (store.evals.paired_results)
+    warnings: list[str]  # what makes the two evaluations less than like for like
 
 
 def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
@@ -197,8 +198,35 @@ def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
         )
     pairs["delta_rougeL"] = pairs["rougeL_b"] - pairs["rougeL_a"]
     return Comparison(
-        run_a, run_b, a["model_id"], b["model_id"], int(a["dataset_id"]), pd.DataFrame(rows), pairs
+        run_a,
+        run_b,
+        a["model_id"],
+        b["model_id"],
+        int(a["dataset_id"]),
+        pd.DataFrame(rows),
+        pairs,
+        unlike(a, b),
     )
+
+
+def unlike(a: dict, b: dict) -> list[str]:
+    """Differences between two evaluations' conditions that bias a comparison."""
+    warnings = []
+    if json.loads(a["generation"]) != json.loads(b["generation"]):
+        warnings.append(
+            "The two evaluations used different generation settings: re-evaluate one so both "
+            "match (A: {}, B: {}).".format(a["generation"], b["generation"])
+        )
+    if a["prompt_version"] != b["prompt_version"]:
+        warnings.append(
+            f"A used prompt v{a['prompt_version']} and B prompt v{b['prompt_version']}."
+        )
+    if a["dataset_id"] != b["dataset_id"]:
+        warnings.append(
+            f"A was evaluated on dataset v{a['dataset_id']}, B on v{b['dataset_id']}: only the "
+            "test documents both scored are compared."
+        )
+    return warnings
 
 
 def promotion_evidence(con, candidate_run: str, current_run: str) -> dict:

@@ -96,6 +96,7 @@ def comparison_html(
 v{comparison.dataset_id}, test split · {len(comparison.pairs)} documents scored by both ·
 evaluations {html.escape(comparison.run_a)} (A) and {html.escape(comparison.run_b)} (B)
 {html.escape(settings)}</p>
+{"".join(f"<p><b>Note:</b> {html.escape(w)}</p>" for w in comparison.warnings)}
 <h2>Summary</h2>
 <p class="muted">Means over the test documents with bootstrap 95% confidence intervals; Δ is B − A
 on the same documents (paired bootstrap) with its two-sided p-value. A winner is named only when

@@ -47,8 +47,25 @@ def pick_ui(con) -> tuple[int | None, str, str]:
     return dataset, model_a, model_b
 
 
+def settings_ui():
+    """The generation settings of evaluations started here (the same for both models)."""
+    from dataclasses import replace
+
+    with st.expander("Evaluation settings (for runs started here)"):
+        max_new = st.number_input(
+            "Max new tokens per summary",
+            16,
+            2048,
+            evaluation.EVAL_SETTINGS.max_new_tokens,
+            16,
+            key="compare_max_new",
+            help="Greedy decoding. Compare evaluations made with the same settings.",
+        )
+    return replace(evaluation.EVAL_SETTINGS, max_new_tokens=int(max_new))
+
+
 @st.fragment(run_every=3)
-def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool):
+def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, settings=None):
     """Each model's newest evaluation on the dataset, with a button to run a missing one and
     live progress; reruns the page when both have finished (`ready` is what the page saw)."""
     con = db()
@@ -76,7 +93,9 @@ def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool):
             else:
                 try:
                     user = st.session_state["user"]["name"]
-                    evaluation.start_evaluation(con, model_id, dataset, user=user)
+                    evaluation.start_evaluation(
+                        con, model_id, dataset, settings or evaluation.EVAL_SETTINGS, user=user
+                    )
                     st.rerun()
                 except ValueError as e:
                     st.error(str(e))

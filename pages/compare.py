@@ -9,7 +9,14 @@ from engine import charts
 from engine.evaluation import compare_runs, ready_pair
 from engine.preference import open_pair, win_rates, win_rates_by_reviewer
 from engine.report import comparison_html
-from pages._compare_ui import document_ui, evaluations_ui, pick_ui, promote_ui, summary_ui
+from pages._compare_ui import (
+    document_ui,
+    evaluations_ui,
+    pick_ui,
+    promote_ui,
+    settings_ui,
+    summary_ui,
+)
 from pages._ui import db, require
 
 require("compare")
@@ -17,7 +24,7 @@ con = db()
 st.title("Compare")
 dataset, model_a, model_b = pick_ui(con)
 ready = ready_pair(con, dataset, model_a, model_b)
-evaluations_ui(dataset, (model_a, model_b), ready is not None)
+evaluations_ui(dataset, (model_a, model_b), ready is not None, settings_ui())
 if model_a == model_b:
     st.info("Pick two different models.")
     st.stop()
@@ -33,6 +40,8 @@ except ValueError as e:
 st.caption(
     f"{len(comparison.pairs)} test documents scored by both, dataset v{comparison.dataset_id}"
 )
+for warning in comparison.warnings:
+    st.warning(warning)
 summary_ui(comparison)
 tabs = st.tabs(["Distributions", "Per document", "Blind preference", "Actions"])
 with tabs[0]:

@@ -116,6 +116,11 @@ def test_compare_reports_paired_differences_with_intervals(con):
     assert comparison.pairs["delta_rougeL"].round(6).eq(0.1).all()
     again = evaluation.compare_runs(con, "eval-base", "eval-better")
     pd.testing.assert_frame_equal(comparison.table, again.table)  # seeded: reproducible
+    assert comparison.warnings == []
+    con.execute("""UPDATE evaluations SET generation = '{"max_new_tokens": 64}'
+                   WHERE run_id = 'eval-better'""")
+    (warning,) = evaluation.compare_runs(con, "eval-base", "eval-better").warnings
+    assert "different generation settings" in warning
 
 
 def test_promotion_refuses_a_worse_model_and_records_an_override(con):

@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="documents per generate call")
     args = parser.parse_args(argv)
     if args.from_scores:
-        return report_saved(args.from_scores)
+        return report_saved(args.from_scores, args.data)
     if not args.data.exists():
         print(f"{args.data} is absent: nothing to measure.")
         return 0
@@ -379,17 +379,31 @@ def reference_check(bills: list[dict]) -> str:
     )
 
 
-def report_saved(folder: Path) -> int:
-    """The score tables of a run saved with --keep, with the fact counts of this version."""
+def report_saved(folder: Path, data: Path) -> int:
+    """The score tables of a run saved with --keep. With the bills at hand, the fact check is
+    run again with this version's rules on the saved summaries (ROUGE and similarity are as
+    saved)."""
     from engine.evaluate import aggregate, fact_counts
+    from engine.metrics import unsupported_facts
 
+    bills = {b["id"]: b for b in read_bills(data)} if data.exists() else {}
+    documents = {i: b["document"] for i, b in bills.items()}
     runs = {}
     for name, file in (("base", "base-scores.jsonl"), ("fine-tuned", "tuned-scores.jsonl")):
         lines = (folder / file).read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line]
-        rows = [r | fact_counts(r["unsupported"]) for r in rows]
+        for r in rows:
+            if r["document_id"] in documents:
+                cut = bool(r.get("cut_off"))
+                r["unsupported"] = unsupported_facts(
+                    r["summary"], documents[r["document_id"]], cut_off=cut
+                )
+            r |= fact_counts(r["unsupported"])
         runs[name] = {"rows": rows, "summary": aggregate(rows)}
+    print(f"fact check {'run again on' if documents else 'as saved for'} the saved summaries")
     report(runs, print)
+    if bills:
+        print(reference_check([bills[r["document_id"]] for r in runs["base"]["rows"]]))
     return 0
 
 

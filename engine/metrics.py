@@ -81,6 +81,19 @@ def novel_ngram_ratio(summary: str, document: str, n: int = 2) -> float:
     return sum(g not in seen for g in grams) / len(grams)
 
 
+def _amount(text: str) -> float | None:
+    """The value of an amount as written: "$1.2 million", "1,200,000" and "1200000" agree."""
+    text = _norm_number(text)
+    scale = 1
+    for word, factor in (("thousand", 1e3), ("million", 1e6), ("billion", 1e9)):
+        if text.endswith(word):
+            text, scale = text[: -len(word)], factor
+    try:
+        return round(float(text) * scale, 2)
+    except ValueError:
+        return None
+
+
 def _norm_number(text: str) -> str:
     return text.replace(",", "").replace("$", "").replace(" ", "").lower()
 
@@ -146,7 +159,8 @@ def unsupported_facts(summary: str, document: str, cut_off: bool = False) -> lis
         parts = [p.lower() for p in re.findall(r"[A-Za-z]+|\d+", date)]
         if not all(p in doc_words for p in parts if p not in ("st", "nd", "rd", "th")):
             missing.append(date)
-    missing += [m for m in found["money"] if m not in doc_numbers]
+    doc_amounts = {_amount(m) for m in _MONEY.findall(document)} | {_amount(n) for n in doc_numbers}
+    missing += [m for m in found["money"] if _amount(m) not in doc_amounts]
     missing += [n for n in found["numbers"] if n not in doc_numbers]
     initials = None
     for name in found["names"]:

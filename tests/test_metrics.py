@@ -60,6 +60,10 @@ def test_unsupported_facts_accept_how_summaries_restate_a_document():
     assert unsupported_facts(restated.replace("LEAs", "LEA"), bill) == []
     invented = "NASA and the Acme Institute must report by 2031 on 40% of the funds."
     assert unsupported_facts(invented, bill) == ["2031", "40", "Acme Institute", "NASA"]
+    # Amounts agree however they are written; a different amount does not.
+    award = "The jury awarded $1,200,000 to the family."
+    assert unsupported_facts("They won $1.2 million.", award) == []
+    assert unsupported_facts("They won $1.5 million.", award) == ["1.5million"]
     # A generation stopped by its token limit may end inside a number: that word is not checked.
     assert unsupported_facts("The rule (89 Fed. Reg. 7820", bill) == ["7820"]
     assert unsupported_facts("The rule (89 Fed. Reg. 7820", bill, cut_off=True) == []

@@ -1,6 +1,6 @@
 """End to end on real bills (slow): a quick LoRA fine-tune of the default model writes summaries
 of held-out bills with a higher ROUGE-2 than the base model. The split, training and evaluation
-are bench/evaluate.py's helpers, which measure the same at full size
+are bench/heldout.py's, with which bench/evaluate.py measures the same at full size
 (bench/results/evaluate-*.txt); here short bills and five steps keep it to about a minute
 on 2 CPU cores."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.evaluate import evaluate_model, fine_tune, read_bills, short, split_bills
+from bench.heldout import evaluate_model, fine_tune, read_bills, short, split_bills
 
 MAX_WORDS = 80  # short bills: short prompts and summaries, fast steps
 MAX_LENGTH = 224  # tokens per training example; prompts at evaluation get the same room

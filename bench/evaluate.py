@@ -24,7 +24,10 @@ unsupported-fact rate on held-out bills", end to end, with the app's own workers
 Prints the machine and versions, training time and tokens/s, evaluation time and documents/s
 per model, each score's mean with its bootstrap 95% CI, the paired difference (fine-tune minus
 base, engine.evaluate.compare) and the two ratios of the target with paired-bootstrap CIs.
---out FILE writes the same lines to FILE. Results: bench/results/evaluate-cpu.txt, -gpu.txt.
+--out FILE writes the same lines to FILE; --keep DIR saves each model's per-document scores and
+--from-scores DIR reports them again (re-running the fact check when the bills are at hand).
+The split and the two measured steps live in bench/heldout.py.
+Results: bench/results/evaluate-cpu.txt, -gpu.txt.
 """
 
 from __future__ import annotations

@@ -198,15 +198,17 @@ def cmd_sweep(con, args):
 
 
 def cmd_eval(con, args):
+    import json
     import time
+    from dataclasses import replace
 
     from engine.evaluation import EVAL_SETTINGS, refresh_evaluation, start_evaluation
-    from engine.generate import GenerationSettings
     from engine.registry import ensure_default_model, production_model
     from store import evals as evals_store
 
     ensure_default_model(con, progress=lambda m: None)
-    settings = GenerationSettings(
+    settings = replace(
+        EVAL_SETTINGS,
         max_new_tokens=args.max_new_tokens or EVAL_SETTINGS.max_new_tokens,
         batch_size=args.batch_size,
     )
@@ -220,8 +222,6 @@ def cmd_eval(con, args):
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state != "succeeded":
         raise RuntimeError(f"Evaluation {run_id} did not succeed.")
-    import json
-
     aggregates = json.loads(evals_store.get_evaluation(con, run_id)["aggregates"])
     for name, value in aggregates.items():
         if isinstance(value, dict):

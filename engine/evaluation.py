@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine import evaluate, jobs, runs
+from engine import evaluate, jobs, metrics, runs
 from engine.draft import DraftConfig
 from engine.generate import GenerationSettings
 from engine.registry import PRODUCTION, current_prompt, production_model, resolve
@@ -182,19 +182,18 @@ def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
         col_a, col_b = pairs[f"{name}_a"], pairs[f"{name}_b"]
         if col_a.isna().any() or col_b.isna().any():
             continue  # e.g. similarity of an evaluation run without embeddings
-        agg_a = evaluate.aggregate([{name: v} for v in col_a], seed)[name]
-        agg_b = evaluate.aggregate([{name: v} for v in col_b], seed)[name]
-        diff = evaluate.compare([{name: v} for v in col_a], [{name: v} for v in col_b], name, seed)
-        clear = diff["low"] > 0 or diff["high"] < 0
+        agg_a, agg_b = (metrics.bootstrap_ci(c, seed=seed) for c in (col_a, col_b))
+        diff, p_value = metrics.paired_bootstrap(col_a, col_b, seed=seed)
+        clear = diff.low > 0 or diff.high < 0
         better = (
-            None if higher is None or not clear else ("B" if (diff["mean"] > 0) == higher else "A")
+            None if higher is None or not clear else ("B" if (diff.mean > 0) == higher else "A")
         )
         rows.append(
             {"metric": label, "key": name, "higher_is_better": higher}
-            | {f"a_{k}": v for k, v in agg_a.items()}
-            | {f"b_{k}": v for k, v in agg_b.items()}
-            | {"delta": diff["mean"], "delta_low": diff["low"], "delta_high": diff["high"]}
-            | {"p_value": diff["p_value"], "clear_winner": better}
+            | {f"a_{k}": v for k, v in asdict(agg_a).items()}
+            | {f"b_{k}": v for k, v in asdict(agg_b).items()}
+            | {"delta": diff.mean, "delta_low": diff.low, "delta_high": diff.high}
+            | {"p_value": p_value, "clear_winner": better}
         )
     pairs["delta_rougeL"] = pairs["rougeL_b"] - pairs["rougeL_a"]
     return Comparison(

@@ -172,8 +172,10 @@ def evaluate_if_done(con, run_id: str) -> list[str]:
 
     run = runs_store.get_run(con, run_id)
     config = json.loads(run["config"])
+    if run["state"] != "succeeded" or config.get("sweep_id"):
+        return []
     counts = splits_store.dataset_counts(con, config.get("dataset_version") or 0)
-    if run["state"] != "succeeded" or config.get("sweep_id") or not counts or not counts[2]:
+    if not counts or not counts[2]:
         return []
     dataset_id = config["dataset_version"]
     done = evals_store.list_evaluations(con, dataset_id)

@@ -70,9 +70,9 @@ def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, se
     live progress; reruns the page when both have finished (`ready` is what the page saw)."""
     con = db()
     evaluation.refresh_evaluations(con)
+    evaluations = evals_store.list_evaluations(con, dataset)
     for side, model_id in zip("AB", models):
-        table = evals_store.list_evaluations(con, dataset)
-        table = table[(table["model_id"] == model_id) & (dataset is not None)]
+        table = evaluations[(evaluations["model_id"] == model_id) & (dataset is not None)]
         run = table.iloc[0] if not table.empty else None
         cols = st.columns([5, 4, 2])
         if run is None:

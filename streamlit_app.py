@@ -1,38 +1,63 @@
 """Tuneloop's frame: page config, the login gate, navigation and the sidebar status.
 
-Run: streamlit run streamlit_app.py
+Run: streamlit run streamlit_app.py   (listens on 127.0.0.1; README: "Access from other machines")
+
+st.navigation runs on every run. Until someone signs in it holds only the login form, under
+every page's URL path and hidden, so no URL shows anything else and the sidebar lists nothing.
 """
+
+from pathlib import Path
 
 import streamlit as st
 
 from engine.auth import can
-from pages._login import login_gate, logout_ui
-from pages._ui import db, sidebar_status
+from ui.common import db, sidebar_status
+from ui.login import cookie_ui, login_page, logout_ui, signed_in_user
 
-st.set_page_config(page_title="Tuneloop", page_icon="🔁", layout="wide")
-user = login_gate(db())  # db() also loads the sample set into an empty store
-if user is None:
-    st.stop()
-pages = {
+# section → (page file, title, icon, the action a user must be allowed, None: any user)
+PAGES = {
+    "": [("pages/home.py", "Home", "🏠", None)],
     "Curate": [
-        st.Page("pages/data.py", title="Data", icon="📥", default=True),
-        st.Page("pages/curate.py", title="Curate", icon="✍️"),
-        st.Page("pages/duplicates.py", title="Duplicates", icon="👯"),
+        ("pages/data.py", "Data", "📥", None),
+        ("pages/curate.py", "Curate", "✍️", None),
+        ("pages/duplicates.py", "Duplicates", "👯", None),
     ],
     "Label": [
-        st.Page("pages/chat.py", title="Chat", icon="💬"),
-        st.Page("pages/label.py", title="Label", icon="🏷️"),
-        st.Page("pages/review.py", title="Review", icon="⭐"),
-        st.Page("pages/blind.py", title="Blind A/B", icon="⚖️"),
+        ("pages/chat.py", "Chat", "💬", None),
+        ("pages/label.py", "Label", "🏷️", None),
+        ("pages/review.py", "Review", "⭐", None),
+        ("pages/blind.py", "Blind A/B", "⚖️", None),
+    ],
+    "Train": [("pages/train.py", "Train", "🏋️", "train")],
+    "Evaluate": [("pages/compare.py", "Compare", "📊", "compare")],
+    "Account": [
+        ("pages/account.py", "My account", "🔑", None),
+        ("pages/users.py", "Users", "👤", "users"),
     ],
 }
-if can(user, "train"):
-    pages["Train"] = [st.Page("pages/train.py", title="Train", icon="🏋️")]
-if can(user, "compare"):
-    pages["Evaluate"] = [st.Page("pages/compare.py", title="Compare", icon="📊")]
-if can(user, "users"):
-    pages["Admin"] = [st.Page("pages/users.py", title="Users", icon="👤")]
-page = st.navigation(pages)
-sidebar_status()
-logout_ui()
-page.run()
+DEFAULT = "pages/home.py"
+
+st.set_page_config(page_title="Tuneloop", page_icon="🔁", layout="wide")
+con = db()  # also loads the sample set into an empty store
+user = signed_in_user(con)
+cookie_ui()
+if user is None:
+    gate = [
+        st.Page(login_page, title="Log in", url_path=Path(path).stem, default=path == DEFAULT)
+        for entries in PAGES.values()
+        for path, *_ in entries
+    ]
+    st.navigation(gate, position="hidden").run()
+else:
+    allowed = {
+        section: [
+            st.Page(path, title=title, icon=icon, default=path == DEFAULT)
+            for path, title, icon, action in entries
+            if action is None or can(user, action)
+        ]
+        for section, entries in PAGES.items()
+    }
+    page = st.navigation({section: pages for section, pages in allowed.items() if pages})
+    sidebar_status()
+    logout_ui(con, user)
+    page.run()

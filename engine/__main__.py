@@ -7,7 +7,7 @@ python -m engine resolve --policy accepted|longest|newest
 python -m engine split [--seed 13] [--validation 0.1] [--test 0.1] [--reset]
 python -m engine export [--dataset ID] [--out DIR]
 python -m engine stats
-python -m engine users add NAME [--role reviewer|admin]
+python -m engine users add|passwd|disable|enable|delete|logout NAME, users list
 python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
 python -m engine draft-worker RUN_DIR                (the background worker itself)
 python -m engine retrain                             (one-click retrain, last good config)
@@ -15,6 +15,7 @@ python -m engine sweep [--trials 6] [--use-best]
 python -m engine eval [--model ID] [--dataset N]     (runs the evaluation worker, then ingests)
 python -m engine compare [RUN_A RUN_B | --models A B] [--report out.html]
 python -m engine promote MODEL [--override-reason TEXT]
+python -m engine jobs list|run|cancel [RUN_ID]       (the job queue, as the app's poller runs it)
 """
 
 from __future__ import annotations
@@ -106,53 +107,81 @@ def cmd_stats(con, args):
     print(f"duplicate clusters: {clusters:,} ({members:,} documents)")
 
 
-def cmd_users(con, args):
+def _read_password(args) -> str:
     import getpass
 
-    from engine.auth import create_user
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise ValueError("The two passwords differ; nothing changed.")
+    return password
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass()
-    create_user(con, args.name, password, args.role)
-    print(f"Added {args.name} ({args.role}).")
+
+def cmd_users(con, args):
+    from engine import auth
+    from engine.paths import data_dir
+
+    if args.action == "list":
+        print(auth.list_accounts(con).to_string(index=False))
+    elif args.action == "add":
+        auth.create_user(con, args.name, _read_password(args), args.role)
+        auth.finish_setup(con, data_dir())  # the first account makes the setup token moot
+        print(f"Added {args.name} ({args.role}).")
+    elif args.action == "passwd":
+        auth.reset_password(con, None, args.name, _read_password(args))
+        print(f"Changed {args.name}'s password; their sessions ended.")
+    elif args.action in ("disable", "enable"):
+        auth.set_disabled(con, None, args.name, args.action == "disable")
+        print(f"{args.action.capitalize()}d {args.name}.")
+    elif args.action == "delete":
+        auth.delete_user(con, None, args.name)
+        print(f"Deleted {args.name}.")
+    elif args.action == "logout":
+        print(f"Ended {auth.end_all_sessions(con, args.name)} session(s) of {args.name}.")
 
 
 def cmd_draft(con, args):
-    import time
 
     from engine.generate import GenerationSettings
-    from engine.labelling import refresh_drafting, start_drafting
+    from engine.labelling import start_drafting
     from engine.registry import ensure_default_model, production_model
+    from engine.scheduler import wait_for
 
     ensure_default_model(con)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     run_id = start_drafting(con, args.model or production_model(con), settings, limit=args.limit)
     print(f"Drafting run {run_id} started; Ctrl+C cancels it.", file=sys.stderr)
     try:
-        while (state := refresh_drafting(con, run_id)).state == "running":
-            time.sleep(1)
+        state = wait_for(con, run_id)
     except KeyboardInterrupt:
         from engine.runs import cancel_run
 
         cancel_run(con, run_id)
-        print("Cancel requested: the worker stops after its current batch.", file=sys.stderr)
-        while (state := refresh_drafting(con, run_id)).state == "running":
-            time.sleep(1)
+        print("Cancel requested: the worker stops after its current token.", file=sys.stderr)
+        state = wait_for(con, run_id)
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state == "failed":
         raise RuntimeError(f"Drafting run {run_id} failed.")
 
 
 def cmd_retrain(con, args):
-    import time
 
-    from engine.training import refresh_training, retrain_latest
+    from engine.scheduler import wait_for
+    from engine.training import retrain_latest
+    from store import runs as runs_store
 
     run_id, warnings = retrain_latest(con)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"Training run {run_id} queued.", file=sys.stderr)
-    while (state := refresh_training(con, run_id)).state in ("queued", "running"):
-        time.sleep(2)
+    state = wait_for(con, run_id, every_s=2)
+    if not runs_store.active_runs(con).empty:
+        print(
+            "Follow-up evaluations are queued: they run while the app is open, or now with "
+            "`python -m engine jobs run`.",
+            file=sys.stderr,
+        )
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state == "failed":
         raise RuntimeError(f"Training run {run_id} failed.")
@@ -166,9 +195,10 @@ def cmd_sweep(con, args):
     import time
 
     from engine.registry import ensure_default_model
+    from engine.scheduler import tick
     from engine.sweep import SweepSpace, start_sweep, sweep_results, use_best
     from engine.train_config import PRESETS, TrainConfig
-    from engine.training import default_config, refresh_all
+    from engine.training import default_config
     from store import sweeps as sweeps_store
 
     base = default_config(con)
@@ -186,7 +216,7 @@ def cmd_sweep(con, args):
     sweep_id = start_sweep(con, base, model, space)
     print(f"Sweep {sweep_id}: {space.planned_trials()} trials queued one by one.", file=sys.stderr)
     while sweeps_store.get_sweep(con, sweep_id)["state"] == "running":
-        refresh_all(con)
+        tick(con)
         time.sleep(2)
     print(sweep_results(con, sweep_id).to_string(index=False))
     if args.use_best:
@@ -197,13 +227,38 @@ def cmd_sweep(con, args):
         )
 
 
+def cmd_jobs(con, args):
+    """What the app's background poller does, from the console: list the queue, work through
+    it until nothing is queued or running (follow-up evaluations included), or cancel a job."""
+    import time
+
+    from engine.runs import cancel_run
+    from engine.scheduler import tick
+    from store import runs as runs_store
+
+    if args.action == "cancel":
+        if not args.run_id or runs_store.get_run(con, args.run_id) is None:
+            raise ValueError("Name the job to cancel: python -m engine jobs cancel RUN_ID")
+        cancel_run(con, args.run_id)
+        print(f"Cancel requested for {args.run_id}.")
+        return
+    while args.action == "run":
+        for run in tick(con):
+            print(f"{run['id']}: {run['state']}" + (f" ({run['reason']})" if run["reason"] else ""))
+        if runs_store.active_runs(con).empty:
+            break
+        time.sleep(2)
+    active = runs_store.active_runs(con)
+    print("No jobs queued or running." if active.empty else active.to_string(index=False))
+
+
 def cmd_eval(con, args):
     import json
-    import time
     from dataclasses import replace
 
-    from engine.evaluation import EVAL_SETTINGS, refresh_evaluation, start_evaluation
+    from engine.evaluation import EVAL_SETTINGS, start_evaluation
     from engine.registry import ensure_default_model, production_model
+    from engine.scheduler import wait_for
     from store import evals as evals_store
 
     ensure_default_model(con, progress=lambda m: None)
@@ -217,8 +272,7 @@ def cmd_eval(con, args):
         con, model, args.dataset, settings, args.limit, semantic=not args.no_semantic
     )
     print(f"Evaluation {run_id} of {model} started.", file=sys.stderr)
-    while (state := refresh_evaluation(con, run_id)).state in ("queued", "running"):
-        time.sleep(1)
+    state = wait_for(con, run_id)
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state != "succeeded":
         raise RuntimeError(f"Evaluation {run_id} did not succeed.")
@@ -305,11 +359,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("users", help="manage accounts")
     users = p.add_subparsers(dest="action", required=True)
-    p = users.add_parser("add", help="add a user (asks for the password)")
-    p.add_argument("name")
-    p.add_argument("--role", default="reviewer", choices=["reviewer", "admin"])
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    p.set_defaults(run=cmd_users)
+    users.add_parser("list", help="accounts, their state and open sessions").set_defaults(
+        run=cmd_users
+    )
+    for action, text in [
+        ("add", "add a user (asks for the password)"),
+        ("passwd", "set a user's password (asks for it); their sessions end"),
+        ("disable", "refuse the user's logins and end their sessions"),
+        ("enable", "allow a disabled user to log in again"),
+        ("delete", "delete an account (not the last admin); what it did stays"),
+        ("logout", "end every session of a user"),
+    ]:
+        p = users.add_parser(action, help=text)
+        p.add_argument("name")
+        if action == "add":
+            p.add_argument("--role", default="reviewer", choices=["reviewer", "admin"])
+        if action in ("add", "passwd"):
+            p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+        p.set_defaults(run=cmd_users)
     p = sub.add_parser("draft", help="draft summaries for documents without one")
     p.add_argument("--model", help="a registered model id (default: the production model)")
     p.add_argument("--limit", type=int)
@@ -338,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-semantic", action="store_true", help="skip embedding similarity")
     p.set_defaults(run=cmd_eval)
+    p = sub.add_parser("jobs", help="the job queue: list, run it to the end, cancel a job")
+    p.add_argument("action", choices=["list", "run", "cancel"])
+    p.add_argument("run_id", nargs="?", help="the job to cancel")
+    p.set_defaults(run=cmd_jobs)
     p = sub.add_parser("compare", help="compare two evaluations on their common test documents")
     p.add_argument("runs", nargs="*", help="two evaluation run ids (A, then B)")
     p.add_argument("--models", nargs=2, metavar=("A", "B"), help="the newest evaluation of each")

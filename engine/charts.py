@@ -1,4 +1,5 @@
-"""Altair charts of a comparison, shared by the Compare page and the HTML report."""
+"""Altair charts: a comparison's (shared by the Compare page and the HTML report) and the Data
+overview's counts and length histograms."""
 
 from __future__ import annotations
 
@@ -60,3 +61,41 @@ def scatter(pairs: pd.DataFrame, metric: str, model_a: str, model_b: str) -> alt
         .encode(x="a:Q", y="b:Q")
     )
     return (diagonal + points).properties(width=360, height=360)
+
+
+def _count_axis(largest) -> alt.Axis:
+    """Whole-number ticks for counts: Vega's tickMinStep alone still puts a tick at 0.5."""
+    return alt.Axis(format="d", tickMinStep=1, tickCount=max(1, min(int(largest), 8)))
+
+
+def count_bars(counts: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """Horizontal bars of `n` per value of `column`, largest first."""
+    return (
+        alt.Chart(counts, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X("n:Q", title="examples", axis=_count_axis(counts["n"].max())),
+            y=alt.Y(f"{column}:N", sort="-x", title=None),
+            tooltip=list(counts.columns),
+        )
+    )
+
+
+def length_histogram(hist: pd.DataFrame, title: str) -> alt.Chart:
+    """Bars of a word-length histogram (store/examples.py `length_histogram`: words, width,
+    examples), each spanning its bin; the axis starts at 0 words."""
+    data = hist.assign(end=hist["words"] + hist["width"])
+    return (
+        alt.Chart(data, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X("words:Q", bin="binned", title="words", scale=alt.Scale(domainMin=0)),
+            x2="end:Q",
+            y=alt.Y("examples:Q", title="examples", axis=_count_axis(hist["examples"].max())),
+            tooltip=[
+                alt.Tooltip("words:Q", title="from"),
+                alt.Tooltip("end:Q", title="below"),
+                "examples:Q",
+            ],
+        )
+    )

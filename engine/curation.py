@@ -15,10 +15,11 @@ import pandas as pd
 import xxhash
 
 from engine.clean import CleanSettings, clean_text, repeated_lines
-from engine.importers import ColumnMap, ImportProblem, open_source
+from engine.importers import CONSOLE, ColumnMap, ImportProblem, open_source
 from engine.quality import quality_flags
 from store import documents as docs_store
 from store import examples as examples_store
+from store import overview as overview_store
 from store import transaction
 
 __all__ = ["ImportProblem", "import_file", "clean_documents", "preview_cleaning"]
@@ -59,16 +60,31 @@ def import_file(
     progress=None,
     batch_size: int = 5000,
     check: bool = True,
+    user: dict | None = CONSOLE,
 ) -> ImportReport:
     """Import documents and summaries from a file, folder or Hugging Face dataset.
 
     Re-importing the same content adds nothing (documents are keyed by a hash of their text,
     examples by document + summary). With `check`, the new examples' quality flags are computed
     in the same transaction (a separate pass, timed on its own in bench/curation.py). Raises
-    ImportProblem, storing nothing, on bad input."""
+    ImportProblem, storing nothing, on bad input. `user`: CONSOLE for the CLI (any path), else
+    the web app's signed-in user, whom `engine.importers.check_import_path` confines."""
     started = time.perf_counter()
-    src = open_source(path, mapping=mapping, skip_bad_rows=skip_bad_rows)
     source = source_name or Path(str(path)).name
+    try:
+        src = open_source(path, mapping, skip_bad_rows, user=user)
+        report = _store_records(con, src, source, status, progress, batch_size, check)
+    except OSError as e:  # an unreadable file: permissions, a disk error
+        raise ImportProblem(
+            f"{source} could not be read ({e.strerror or type(e).__name__}). Check that the app "
+            "may read it, and import again."
+        ) from None
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _store_records(con, src, source: str, status, progress, batch_size, check) -> ImportReport:
+    """Store what `src` streams in one transaction: all of it, or nothing."""
     report = ImportReport(source=source)
     with transaction(con):
         first_new = examples_store.max_example_id(con) + 1
@@ -93,7 +109,6 @@ def import_file(
             report.n_new_examples,
             len(report.skipped),
         )
-    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -161,6 +176,7 @@ def clean_documents(con, settings: CleanSettings = CleanSettings(), progress=Non
             if progress:
                 progress(done, total)
         refresh_flags(con)
+        overview_store.record_cleaning(con)  # the Home page's "imported since the last cleaning"
     return CleanReport(total, n_changed, len(repeats), time.perf_counter() - started)
 
 

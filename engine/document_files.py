@@ -2,7 +2,9 @@
 
 Each file is one document with no summary; its title is the file name without the extension.
 PDF text comes from pypdf with the pages joined by form feeds ("\\f"), so the cleaner can find
-headers and footers repeated on every page. Used by `engine.importers.open_source`.
+headers and footers repeated on every page. Text files are UTF-8 or UTF-16 (with or without a
+byte-order mark); NULs are dropped; a file over the document limit is a bad row. Used by
+`engine.importers.open_source`.
 
 Try it: python -m engine.document_files FILE.pdf   (prints the text, pages split by ^L)
 """
@@ -12,26 +14,40 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.importers import BadRow, ImportProblem, Record, Table, size_problem
+from engine.importers import (
+    LARGE_ADVICE,
+    BadRow,
+    ImportProblem,
+    Record,
+    Table,
+    max_document_bytes,
+    over_limit,
+    size_problem,
+)
+from engine.paths import inside_import_dirs
+from engine.readers import UTF8_BOM, sniff_encoding
 
 SUFFIXES = (".txt", ".md", ".pdf")
-UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def folder_table(path: Path) -> Table:
+def folder_table(path: Path, dirs: list[Path] | None = None) -> Table:
     """A Table with a row per .txt/.md/.pdf file under path (searched recursively, hidden files
-    left out) or for path itself. Other files are listed in `ignored`."""
+    left out) or for path itself. Other files are listed in `ignored`, and so are links that
+    lead outside `dirs` (the import folders, when the web app imports)."""
+    limit = max_document_bytes()
     if path.is_file():
-        files, others, refs = [path], [], {path: path.name}
+        files, others, outside, refs = [path], [], [], {path: path.name}
     else:
         found = sorted(
             p
             for p in path.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
+        outside = [p for p in found if dirs is not None and not inside_import_dirs(p, dirs)]
+        found = [p for p in found if p not in outside]
         files = [p for p in found if p.suffix.lower() in SUFFIXES]
         others = [p for p in found if p.suffix.lower() not in SUFFIXES]
-        refs = {p: f"{path.name}/{p.relative_to(path).as_posix()}" for p in found}
+        refs = {p: f"{path.name}/{p.relative_to(path).as_posix()}" for p in found + outside}
     if not files:
         shown = ", ".join(p.name for p in others[:5]) + (", …" if len(others) > 5 else "")
         raise ImportProblem(
@@ -43,27 +59,32 @@ def folder_table(path: Path) -> Table:
         for done, p in enumerate(files, 1):
             ref = refs[p]
             try:
-                row: Record | BadRow = Record(document_text(p, ref), None, p.stem, ref)
+                row: Record | BadRow = Record(document_text(p, ref, limit), None, p.stem, ref)
             except BadRow as e:
                 row = e
             yield ref, ref, row, done
 
     ignored = [(refs[p], "not a .txt, .md or .pdf file, so not imported") for p in others]
+    ignored += [(refs[p], "a link to outside the import folders, so not imported") for p in outside]
     return Table(["document", "title"], len(files), rows, ignored=ignored)
 
 
-def document_text(path: Path, ref: str) -> str:
+def document_text(path: Path, ref: str, limit: int) -> str:
     """The text of one .txt, .md or .pdf file, or BadRow saying why it has none."""
-    if problem := size_problem(path):
-        raise BadRow(ref, ref, f"the file {problem}", "Split it into smaller files.")
     if path.suffix.lower() == ".pdf":
-        return _pdf_document(path, ref)
+        if problem := size_problem(path):
+            raise BadRow(ref, ref, f"the file {problem}", "Split it into smaller files.")
+        return _pdf_document(path, ref, limit)
+    if path.stat().st_size > limit:
+        raise BadRow(ref, ref, f"the file is {over_limit(limit)}", LARGE_ADVICE)
     data = path.read_bytes()
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise BadRow(ref, ref, "the file is UTF-16 encoded", "Re-save it as UTF-8.")
+    encoding = sniff_encoding(data[:1024])
     try:
-        text = data.removeprefix(UTF8_BOM).decode("utf-8")
+        text = data.removeprefix(UTF8_BOM).decode(encoding)
     except UnicodeDecodeError as e:
+        if encoding != "utf-8":
+            raise BadRow(ref, ref, f"not valid {encoding.upper()} ({e.reason})",
+                         "Re-save the file as UTF-8 and import it again.") from None  # fmt: skip
         start = e.start + (3 if data.startswith(UTF8_BOM) else 0)
         line = data.count(b"\n", 0, start) + 1
         raise BadRow(
@@ -73,14 +94,17 @@ def document_text(path: Path, ref: str) -> str:
             "Re-save the file as UTF-8 and import it again, or choose 'skip malformed rows' "
             "to import the others.",
         ) from None
+    text = text.replace("\x00", "")
     if not text.strip():
         raise BadRow(ref, ref, "the file is empty")
     return text
 
 
-def _pdf_document(path: Path, ref: str) -> str:
+def _pdf_document(path: Path, ref: str, limit: int) -> str:
     try:
-        text = pdf_text(path)
+        text = pdf_text(path, limit)
+    except DocumentTooLarge:
+        raise BadRow(ref, ref, f"its text is {over_limit(limit)}", LARGE_ADVICE) from None
     except Exception as e:  # pypdf raises many kinds on damaged or protected files
         raise BadRow(
             ref,
@@ -101,12 +125,22 @@ def _pdf_document(path: Path, ref: str) -> str:
     return text
 
 
-def pdf_text(path: Path) -> str:
-    """The text of every page of a PDF, pages joined by form feeds ("\\f")."""
+class DocumentTooLarge(Exception):
+    """A PDF's text grew over the limit; reading stopped there."""
+
+
+def pdf_text(path: Path, limit: int | None = None) -> str:
+    """The text of every page of a PDF, pages joined by form feeds ("\\f"), NULs dropped.
+    Raises DocumentTooLarge as soon as the text is over `limit` characters."""
     from pypdf import PdfReader
 
-    pages = PdfReader(path).pages
-    return "\f".join((page.extract_text() or "").rstrip("\n") for page in pages)
+    pages, size = [], 0
+    for page in PdfReader(path).pages:
+        pages.append((page.extract_text() or "").rstrip("\n").replace("\x00", ""))
+        size += len(pages[-1]) + 1
+        if limit is not None and size > limit:
+            raise DocumentTooLarge
+    return "\f".join(pages)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,64 @@ def append_drafts(run_dir: Path, rows: list[dict]):
         os.fsync(f.fileno())
 
 
+class _Meter:
+    """Progress of a drafting run as people read it: documents done, the token step inside the
+    current batch, and an ETA that is an upper bound (every document is assumed to run to
+    max_new_tokens until a batch has finished; documents go longest first, so later batches
+    are faster than the first ones). Also where a cancel is noticed between two tokens."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, writer: RunWriter, total: int, done: int, settings: GenerationSettings):
+        self.writer, self.total, self.done = writer, total, done
+        self.max_new, self.batch_size = settings.max_new_tokens, settings.batch_size
+        self.drafted, self.started = 0, time.time()
+        self.batch_t0 = self.last = 0.0
+        self.remaining = 0
+
+    def batch_started(self, remaining: int):
+        self.batch_t0, self.remaining = time.time(), remaining
+
+    def step(self, step: int) -> bool:
+        """Called after each generated token: report now and then; True stops generation (a
+        cancel, checked at every token: a stat costs microseconds, a token milliseconds)."""
+        now = time.time()
+        if now - self.last < self.EVERY_S:
+            return self.writer.cancel_requested()
+        self.last = now
+        per_step = (now - self.batch_t0) / step
+        if self.drafted:  # seconds per document so far, for the documents left
+            eta = (now - self.started) / self.drafted * self.remaining - (now - self.batch_t0)
+        else:  # this batch to the token limit, then the same for every batch left
+            batches_left = -(-self.remaining // self.batch_size) - 1
+            eta = per_step * (self.max_new - step) + per_step * self.max_new * batches_left
+        self.writer.progress(
+            "generating",
+            self.done,
+            self.total,
+            eta,
+            step=step,
+            max_new_tokens=self.max_new,
+        )
+        return self.writer.cancel_requested()
+
+    def batch_done(self, n: int, tokens: int, truncated: int):
+        self.drafted += n
+        self.done += n
+        self.remaining -= n
+        seconds = time.time() - self.started
+        eta = seconds / self.drafted * self.remaining if self.remaining else 0.0
+        self.writer.progress(
+            "generating",
+            self.done,
+            self.total,
+            eta,
+            truncated=truncated,
+            docs_per_s=round(self.drafted / seconds, 3),
+            tokens_per_s=round(tokens / seconds, 1),
+        )
+
+
 def run_drafting(run_dir: str | Path, final: bool = True) -> str:
     """Draft every document of the run not drafted yet; returns the final state
     (succeeded or cancelled). Raises ValueError for bad inputs. With final=False a success
@@ -144,19 +202,30 @@ def run_drafting(run_dir: str | Path, final: bool = True) -> str:
         if final:
             writer.set_status("succeeded", "Every document already had a draft.")
         return "succeeded"
+    writer.progress("loading model", len(documents) - len(todo), len(documents))
     started = time.time()
     model, tokenizer = generate.load_model(config.model, config.adapter)
     writer.event("model_loaded", model=config.model_id, seconds=round(time.time() - started, 1))
 
-    settings, drafted, tokens, truncated = config.generation, 0, 0, 0
-    started = time.time()
+    settings = config.generation
+    meter = _Meter(writer, len(documents), len(documents) - len(todo), settings)
+    drafted, tokens, truncated = 0, 0, 0
     for start in range(0, len(todo), settings.batch_size):
         if writer.cancel_requested():
             break
         batch = todo[start : start + settings.batch_size]
-        results = generate.summarize_batch(
-            model, tokenizer, [d["text"] for d in batch], settings, config.instruction
-        )
+        meter.batch_started(len(todo) - start)
+        try:
+            results = generate.summarize_batch(
+                model,
+                tokenizer,
+                [d["text"] for d in batch],
+                settings,
+                config.instruction,
+                on_step=meter.step,
+            )
+        except generate.GenerationStopped:  # cancelled mid-batch: its drafts are incomplete
+            break
         append_drafts(
             run_dir,
             [
@@ -174,15 +243,7 @@ def run_drafting(run_dir: str | Path, final: bool = True) -> str:
         drafted += len(batch)
         tokens += sum(r.n_generated_tokens for r in results)
         truncated += sum(r.truncated for r in results)
-        seconds = time.time() - started
-        writer.event(
-            "progress",
-            done=len(documents) - len(todo) + drafted,
-            total=len(documents),
-            truncated=truncated,
-            docs_per_s=round(drafted / seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1),
-        )
+        meter.batch_done(len(batch), tokens, truncated)
     # The request is honoured: remove it so that resuming this folder does not stop at once.
     (run_dir / "cancel").unlink(missing_ok=True)
     note = f"; {truncated} documents were cut to fit the model's context" if truncated else ""

@@ -7,8 +7,9 @@ and rejects the rest; `resolve_all` does that for every cluster by a policy.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 
@@ -17,12 +18,14 @@ from store import documents as docs_store
 from store import duplicates as dup_store
 from store import examples as examples_store
 from store import transaction
+from store.splits import get_setting, set_setting
 
 POLICIES = {
     "accepted": "keep an accepted example, else the longest",
     "longest": "keep the example with the longest document and summary",
     "newest": "keep the most recently imported example",
 }
+SETTINGS_KEY = "dedupe.settings"  # setting: the last detection's DedupeSettings
 
 
 @dataclass
@@ -53,9 +56,24 @@ def dedupe_documents(con, settings: DedupeSettings = DedupeSettings(), embed=Non
     )
     with transaction(con):
         docs_store.set_clusters(con, clusters, pair_rows)
+        set_setting(con, SETTINGS_KEY, json.dumps(asdict(settings)))
     n_clusters, n_in = dup_store.count_clusters(con)
     kinds = pair_rows["kind"].value_counts().to_dict()
     return DedupeReport(len(ids), n_clusters, n_in, kinds, time.perf_counter() - started)
+
+
+def last_dedupe_settings(con) -> DedupeSettings:
+    """The last detection's settings, so a re-run for new documents (before a split) finds the
+    same kinds of duplicates the curator chose (semantic ones included)."""
+    saved = get_setting(con, SETTINGS_KEY)
+    return DedupeSettings(**json.loads(saved)) if saved else DedupeSettings()
+
+
+def count_to_reject(con) -> int:
+    """How many examples `resolve_all` would reject: all but one kept example per cluster,
+    whatever the policy."""
+    clusters = dup_store.cluster_summary(con, limit=2**31 - 1)
+    return int((clusters["kept"] - 1).clip(lower=0).sum())
 
 
 def resolve_cluster(con, cluster_id: str, keep_example_id: int, user: str | None = None) -> int:

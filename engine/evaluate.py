@@ -161,6 +161,7 @@ def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
     if state != "succeeded":
         return state
     writer = RunWriter(run_dir)
+    writer.progress("scoring", 0, len(documents))
     drafts = {}
     for line in (run_dir / DRAFTS).read_text(encoding="utf-8").splitlines():
         if line.strip():

@@ -2,11 +2,11 @@
 
 An evaluation summarizes the test split of a frozen dataset version with one registered model,
 greedy by default, with the current prompt template; the worker (engine/evaluate.py,
-`python -m engine eval-worker`) generates and scores without touching the database, and
-`refresh_evaluation` stores its per-document scores. Two evaluations compare on the documents
-both scored (paired bootstrap). A model becomes the production model (what drafting, chat and
-serving use by default) only when it beats the current one on the same test documents, or with
-a recorded reason for overriding that rule.
+`python -m engine eval-worker`) generates and scores without touching the database, and the
+background poller (engine/scheduler.py) stores its per-document scores (`ingest_evaluation`).
+Two evaluations compare on the documents both scored (paired bootstrap). A model becomes the
+production model (what drafting, chat and serving use by default) only when it beats the
+current one on the same test documents, or with a recorded reason for overriding that rule.
 """
 
 from __future__ import annotations
@@ -96,13 +96,13 @@ def start_evaluation(
         {"document_id": str(r.example_id), "text": r.document, "reference": r.summary}
         for r in test.itertuples()
     ]
-    with transaction(con):
-        run_id, run_dir = runs.new_run(con, "eval", run_config, user)
-        evals_store.add_evaluation(con, run_id, model_id, dataset_id, version, asdict(settings))
-    evaluate.write_eval_run(run_dir, config, documents)
-    runs.launch(
-        con, run_id, ["eval-worker", str(run_dir)] + ([] if semantic else ["--no-semantic"])
-    )
+    args = ["eval-worker", "{run_dir}"] + ([] if semantic else ["--no-semantic"])
+    with runs.preparing():
+        with transaction(con):
+            run_id, run_dir = runs.new_run(con, "eval", run_config, user, args)
+            evals_store.add_evaluation(con, run_id, model_id, dataset_id, version, asdict(settings))
+        evaluate.write_eval_run(run_dir, config, documents)
+        runs.pump(con)
     return run_id
 
 
@@ -119,17 +119,6 @@ def ingest_evaluation(con, run: dict):
     frame["unsupported"] = frame["unsupported"].map(json.dumps)
     evals_store.add_results(con, run["id"], frame)
     evals_store.set_aggregates(con, run["id"], jobs.read_json(run_dir / "summary.json", {}))
-
-
-def refresh_evaluation(con, run_id: str) -> jobs.RunState:
-    return runs.refresh_run(con, run_id, ingest_evaluation)
-
-
-def refresh_evaluations(con):
-    """Bring every unfinished evaluation up to date (what the Compare page does on each poll)."""
-    running = evals_store.list_evaluations(con)
-    for run_id in running[running["state"].isin(("queued", "running"))]["run_id"]:
-        refresh_evaluation(con, run_id)
 
 
 def latest_evaluation(con, model_id: str, dataset_id: int | None = None) -> str | None:

@@ -1,5 +1,6 @@
 """Export a frozen dataset version: chat-format prompt/completion JSONL and a Hugging Face
-dataset on disk (`datasets.load_from_disk(folder)`), one split per file."""
+dataset on disk (`datasets.load_from_disk(folder)`), one file per split that has examples (a
+training run's folder gets train and validation only: the test split never reaches training)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def export_rows(
     rows: pd.DataFrame, out_dir: Path, instruction: str = DEFAULT_INSTRUCTION, hf: bool = True
 ) -> dict:
     """Write `<split>.jsonl` (and, with `hf`, a Hugging Face dataset in `hf/`) under out_dir
-    from rows (split, document, summary, example_id). Returns the examples per split."""
+    from rows (split, document, summary, example_id), for each split that has rows: no file at
+    all for an empty or absent one. Returns the examples per split (0 for those)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts, parts = {}, {}
     for split in SPLITS:
@@ -26,12 +28,13 @@ def export_rows(
             training_record(d, s, instruction) | {"id": int(i)}
             for d, s, i in zip(part["document"], part["summary"], part["example_id"])
         ]
+        counts[split] = len(records)
+        if not records:
+            continue
         with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for record in records:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        counts[split] = len(records)
-        if records:
-            parts[split] = records
+        parts[split] = records
     if hf and parts:
         from datasets import Dataset, DatasetDict
 

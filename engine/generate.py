@@ -167,15 +167,42 @@ def stop_ids(model, tokenizer) -> list[int]:
     return sorted({tokenizer.eos_token_id, *configured} - {None})
 
 
+class GenerationStopped(Exception):
+    """`on_step` asked generation to stop (a cancel): the batch's summaries are incomplete."""
+
+
+def _step_hook(on_step, batch_size: int):
+    """A StoppingCriteria that calls `on_step(step)` after every generated token and stops
+    every sequence when it returns True. It only observes: greedy output is unchanged."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StepHook(StoppingCriteria):
+        step, stopped = 0, False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.step += 1
+            self.stopped = self.stopped or bool(on_step(self.step))
+            return torch.full((input_ids.shape[0],), self.stopped, device=input_ids.device)
+
+    hook = StepHook()
+    return hook, StoppingCriteriaList([hook])
+
+
 def summarize_batch(
     model,
     tokenizer,
     documents: list[str],
     settings: GenerationSettings,
     instruction: str = DEFAULT_INSTRUCTION,
+    on_step=None,
 ) -> list[Result]:
     """A summary of each document, in input order. Prompts are sorted by length and generated
-    settings.batch_size at a time with left padding, so little compute goes to padding."""
+    settings.batch_size at a time with left padding, so little compute goes to padding.
+
+    `on_step(step)` (optional) is called after each generated token of a batch; when it
+    returns True generation stops and GenerationStopped is raised (a cancel that does not wait
+    for a whole batch)."""
     import torch
 
     budget = prompt_budget(model, settings)
@@ -189,8 +216,11 @@ def summarize_batch(
         batch = tokenizer.pad(
             {"input_ids": [prompts[i][0] for i in rows]}, padding=True, return_tensors="pt"
         ).to(model.device)
+        hook, criteria = _step_hook(on_step, len(rows)) if on_step else (None, None)
         with torch.inference_mode():
-            out = model.generate(**batch, **kwargs)
+            out = model.generate(**batch, **kwargs, stopping_criteria=criteria)
+        if hook is not None and hook.stopped:
+            raise GenerationStopped()
         for i, tokens in zip(rows, out[:, batch["input_ids"].shape[1] :].tolist()):
             n = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))
             text = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()

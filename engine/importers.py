@@ -14,12 +14,21 @@ Decisions:
 - Refs are "file:line" for text files (1-based, as editors show), "file:row" for Parquet and
   "hf:name/split:row" for datasets (0-based row indexes, as pandas and datasets count them) and
   "folder/file.pdf" for documents read from files.
+- Hostile input is a bad row, never a crash: one line, record or file over the document limit
+  (TUNELOOP_MAX_DOCUMENT_BYTES, default 2 MB) is refused without being held in memory whole,
+  JSON nested too deeply is refused, NUL characters are dropped from the text.
+- Who may read what: the console (CLI) is the machine's owner and imports any path the OS lets
+  it read. The web app passes its signed-in user: `check_import_path` lets everyone import
+  what the app saved from their own upload, and admins a path inside the import folders
+  (`engine.paths.import_dirs`) or a Hugging Face dataset by name; refusals never say whether
+  a path outside those folders exists.
 
 Try it: python -m engine.importers PATH   (prints the detected columns and the first record)
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_BYTES = 512 * 1024 * 1024  # larger files are refused up front: split them
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # one line, record or text file; TUNELOOP_MAX_DOCUMENT_BYTES
+CONSOLE = {"name": "console", "role": "console"}  # the `user` of the CLI: any readable path
 DOCUMENT_NAMES = (
     "document", "text", "article", "body", "content", "source", "input", "bill_text", "full_text",
 )  # fmt: skip
@@ -41,7 +52,12 @@ EXTENSIONS = {  # file name ending → kind; .gz files are unpacked while they a
 }  # fmt: skip
 ROW_ADVICE = "Fix the row, or choose 'skip malformed rows' to import the others."
 SPLIT_ADVICE = "Split it into smaller files (JSONL: split -l 100000 FILE part-) and import each."
+LARGE_ADVICE = (
+    "Shorten or split that document (or raise TUNELOOP_MAX_DOCUMENT_BYTES where the app runs), "
+    "or choose 'skip malformed rows' to import the others."
+)
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_OWNER_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # hub names the web app takes
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # text that is only a number
 
 
@@ -94,6 +110,7 @@ class Source:
         self.total = table.total  # bytes (jsonl, csv), rows (parquet, hf) or files (folder)
         self.skipped: list[tuple[str, str]] = []  # (ref, reason) of rows skipped
         self._table, self._skip = table, skip_bad_rows
+        self._limit = max_document_bytes()
 
     def batches(self, batch_size: int = 5000) -> Iterator[tuple[list[Record], int]]:
         """Yield (records, progress so far in the unit of `total`). Raises ImportProblem at the
@@ -106,7 +123,9 @@ class Source:
                 if isinstance(row, BadRow):
                     raise row
                 batch.append(
-                    row if isinstance(row, Record) else to_record(row, self.mapping, ref, where)
+                    row
+                    if isinstance(row, Record)
+                    else to_record(row, self.mapping, ref, where, self._limit)
                 )
             except BadRow as e:
                 if not self._skip:
@@ -124,19 +143,27 @@ def open_source(
     mapping: ColumnMap | None = None,
     skip_bad_rows: bool = False,
     hf_split: str = "train",
+    user: dict | None = CONSOLE,
 ) -> Source:
     """Open a .jsonl/.json(.gz), .csv/.tsv(.gz) or .parquet file, a folder of .txt/.md/.pdf files
     (or one such file), or a Hugging Face dataset (a folder saved with `save_to_disk`, or a hub
     name). Raises ImportProblem when the source cannot be imported as it is. Documents read
-    from files have no columns: a mapping is ignored for them."""
+    from files have no columns: a mapping is ignored for them. `user`: CONSOLE (the CLI), or
+    the web app's signed-in user (None when nobody is), confined by `check_import_path`."""
     from engine import document_files, readers
+    from engine.paths import import_dirs
 
-    kind, path = _locate(str(path_or_name).strip())
-    name = path.name if path else str(path_or_name).strip()
+    text, dirs = str(path_or_name).strip(), None
+    if user is CONSOLE:
+        kind, path = _locate(text)
+    else:
+        target, dirs = check_import_path(text, user), import_dirs()
+        kind, path = ("hf", None) if isinstance(target, str) else _locate(str(target))
+    name = path.name if path else text
     if kind == "hf":
-        table = readers.hf_table(path, name, hf_split)
-    elif kind == "folder":
-        table = document_files.folder_table(path)  # each file is a document: no column mapping
+        table = readers.hf_table(path, name, hf_split, confined=dirs is not None)
+    elif kind == "folder":  # each file is a document: no column mapping
+        table = document_files.folder_table(path, dirs)
         return Source(kind, table, ColumnMap("document", None, "title"), skip_bad_rows)
     else:
         table = getattr(readers, f"{kind}_table")(path)
@@ -165,14 +192,71 @@ def _locate(text: str) -> tuple[str, Path | None]:
         if problem := size_problem(path):
             raise ImportProblem(f"{path.name} {problem}. {SPLIT_ADVICE}")
         return kind, path
-    is_file_name = any(text.lower().endswith(ext) for ext in EXTENSIONS)
-    if text and _HUB_NAME.fullmatch(text) and not is_file_name:
+    if text and _HUB_NAME.fullmatch(text) and not _is_file_name(text):
         return "hf", None
     where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
     raise ImportProblem(
         f"No file or folder at '{text}'{where}. Check the path, or give a Hugging Face dataset "
         "by its name, such as 'FiscalNote/billsum'."
     )
+
+
+def check_import_path(text: str, user: dict | None) -> Path | str:
+    """Where the web app's signed-in `user` may import `text` from: a resolved file or folder
+    path, or a Hugging Face dataset name ("owner/name"). Everyone signed in may import what the
+    app saved from an upload (under <data>/uploads); admins ("import_path") also a path in the
+    import folders (a relative one is looked up there) or a hub dataset. Anything else raises
+    ImportProblem with one message that never says whether the path exists."""
+    from engine.auth import can
+    from engine.paths import import_dirs, inside_import_dirs, uploads_dir
+
+    dirs, path = import_dirs(), Path(text).expanduser()
+    plain = bool(text) and ".." not in path.parts  # `..` is refused even when it stays inside
+    if user and plain and path.is_absolute():
+        if found := inside_import_dirs(path, [uploads_dir().resolve()]):
+            return found
+    if not can(user, "import_path"):
+        raise ImportProblem(
+            "Your account cannot import by path or by dataset name. Upload the files instead, "
+            "or ask an admin to import them."
+        )
+    if plain:
+        for candidate in [path] if path.is_absolute() else [d / path for d in dirs]:
+            found = inside_import_dirs(candidate, dirs)
+            if found and (path.is_absolute() or found.exists()):
+                return found
+        if _OWNER_NAME.fullmatch(text) and not _is_file_name(text):
+            return text
+        if not path.is_absolute() and (found := inside_import_dirs(dirs[0] / path, dirs)):
+            return found  # not there: open_source says so, naming the import folder
+    raise ImportProblem(
+        f"Import by path reads only from the import folders: {', '.join(map(str, dirs))}. Put "
+        "the file or folder in one of them and give its path (or its name there), or give a "
+        "Hugging Face dataset by its name, such as 'FiscalNote/billsum'."
+    )
+
+
+def _is_file_name(text: str) -> bool:
+    return any(text.lower().endswith(ext) for ext in EXTENSIONS)
+
+
+def max_document_bytes() -> int:
+    """The most text one line, record or file may hold (TUNELOOP_MAX_DOCUMENT_BYTES)."""
+    text = os.environ.get("TUNELOOP_MAX_DOCUMENT_BYTES", "").strip()
+    if not text:
+        return MAX_DOCUMENT_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise ImportProblem(
+            f"TUNELOOP_MAX_DOCUMENT_BYTES must be a whole number of bytes, not '{text}'. Fix it "
+            "where the app is started."
+        )
+    return int(text)
+
+
+def over_limit(limit: int) -> str:
+    """The end of a bad row's reason: "over the 2 MB limit for one document"."""
+    unit, name = next((u, n) for u, n in ((2**20, "MB"), (1024, "KB"), (1, "bytes")) if limit >= u)
+    return f"over the {round(limit / unit, 1):g} {name} limit for one document"
 
 
 def size_problem(path: Path) -> str | None:
@@ -247,15 +331,20 @@ def _check_types(mapping: ColumnMap, types: dict[str, str], name: str) -> None:
             )
 
 
-def to_record(row: dict, mapping: ColumnMap, ref: str, where: str) -> Record:
-    """A Record from one row, or BadRow saying which column is wrong."""
+def to_record(
+    row: dict, mapping: ColumnMap, ref: str, where: str, limit: int = MAX_DOCUMENT_BYTES
+) -> Record:
+    """A Record from one row, or BadRow saying which column is wrong. NULs are dropped."""
     column = mapping.document
-    document = row.get(column)
+    document = _without_nul(row.get(column))
     if not isinstance(document, str) or not document.strip():
         what = "missing" if document is None else "empty" if isinstance(document, str) else None
         reason = f"the document is {what or _describe(document) + ', not text'}"
         raise BadRow(ref, where, f"column '{column}': {reason}")
-    summary = row.get(mapping.summary) if mapping.summary else None
+    if len(document) > limit:  # characters: a Parquet or dataset cell is already in memory
+        raise BadRow(ref, where, f"column '{column}': the document is {over_limit(limit)}",
+                     LARGE_ADVICE)  # fmt: skip
+    summary = _without_nul(row.get(mapping.summary)) if mapping.summary else None
     if isinstance(summary, str) and not summary.strip():
         summary = None
     if summary is not None and (not isinstance(summary, str) or NUMBER.fullmatch(summary.strip())):
@@ -267,8 +356,12 @@ def to_record(row: dict, mapping: ColumnMap, ref: str, where: str) -> Record:
             "malformed rows' to import the others.",
         )
     title = row.get(mapping.title) if mapping.title else None
-    title = None if title is None else str(title).strip() or None
+    title = None if title is None else _without_nul(str(title)).strip() or None
     return Record(document, summary, title, ref)
+
+
+def _without_nul(value):
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 def _describe(value) -> str:

@@ -52,8 +52,20 @@ class RunWriter:
         if self.silent:
             return
         record = {"time": time.time(), "type": kind, **fields}
-        with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        line = json.dumps(record, default=str) + "\n"
+        path = self.run_dir / "events.jsonl"
+        with open(path, "a+b") as f:
+            # A worker killed mid-write leaves a torn last line: start on a fresh one, so the
+            # torn line stays one bad line instead of corrupting this event too.
+            if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                line = "\n" + line
+            f.write(line.encode("utf-8"))
+
+    def progress(self, phase: str, done: int, total: int, eta_s: float | None = None, **fields):
+        """The one progress shape every worker writes: what it is doing (`phase`, e.g.
+        "generating"), how far (`done` of `total`) and, once it can tell, the seconds left."""
+        eta = None if eta_s is None else round(max(0.0, eta_s), 1)
+        self.event("progress", phase=phase, done=done, total=total, eta_s=eta, **fields)
 
     def set_status(self, state: str, reason: str | None = None, **extra):
         assert state in STATES, state
@@ -78,7 +90,14 @@ def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
         f.seek(start)
         data = f.read()
     end = data.rfind(b"\n") + 1
-    events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    events = []
+    for line in data[:end].splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line torn by a killed worker: skip it, keep the rest
+            continue
+        if isinstance(event, dict):
+            events.append(event)
     return events, start + end
 
 

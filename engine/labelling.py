@@ -2,12 +2,15 @@
 reviewers, and turn their corrections into accepted training examples.
 
 Drafting runs as a background worker (engine/draft.py) that never opens the database: it reads
-documents.jsonl from its run folder and appends drafts.jsonl, which `ingest_drafts` stores.
+documents.jsonl from its run folder and appends drafts.jsonl, which `ingest_drafts` stores. It
+waits in the shared job queue (engine/runs.py) like training and evaluation, and each user may
+have at most `max_drafting_runs()` drafting runs queued or running.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -20,9 +23,41 @@ from engine.generate import GenerationSettings
 from engine.registry import current_prompt, resolve
 from store import examples as examples_store
 from store import labelling as label_store
+from store import runs as runs_store
 from store import transaction
 
 _queue_lock = threading.Lock()  # one process serves every reviewer: hand out drafts one at a time
+
+
+def max_drafting_runs() -> int:
+    """How many drafting runs one user may have queued or running at once."""
+    return max(1, int(os.environ.get("TUNELOOP_MAX_DRAFT_RUNS_PER_USER", "1")))
+
+
+def check_drafting_limit(con, user: str | None):
+    """Refuse a new drafting run for a user who already has the allowed number waiting or
+    running: drafting goes through the shared queue, and one person must not fill it."""
+    if user is None:  # the CLI: the machine's owner
+        return
+    mine = runs_store.list_runs(con, kind="draft", states=("queued", "running"))
+    mine = mine[mine["created_by"] == user]
+    if len(mine) >= max_drafting_runs():
+        raise ValueError(
+            f"You already have {len(mine)} drafting run(s) waiting or running "
+            f"({', '.join(mine['id'])}): wait for it to finish or cancel it first."
+        )
+
+
+def documents_being_drafted(con) -> set[str]:
+    """Documents that a queued or running drafting run already holds: a second run leaves them
+    out, so two runs never draft the same document."""
+    held: set[str] = set()
+    live = runs_store.list_runs(con, kind="draft", states=("queued", "running"))
+    for run_dir in live["run_dir"]:
+        path = Path(run_dir) / "documents.jsonl"
+        if path.exists():
+            held |= set(pd.read_json(path, lines=True, dtype={"document_id": str})["document_id"])
+    return held
 
 
 def start_drafting(
@@ -34,9 +69,14 @@ def start_drafting(
     user: str | None = None,
 ) -> str:
     """Export the documents to draft into a new run folder and start the worker."""
-    docs = label_store.documents_to_draft(con, only_missing=only_missing, limit=limit)
+    check_drafting_limit(con, user)
+    docs = label_store.documents_to_draft(con, only_missing=only_missing)
+    docs = docs[~docs["document_id"].isin(documents_being_drafted(con))]
+    docs = docs.head(limit) if limit else docs
     if docs.empty:
-        raise ValueError("No documents to draft: every document has a summary or a draft.")
+        raise ValueError(
+            "No documents to draft: every document has a summary, a draft or a drafting run."
+        )
     ref = resolve(con, model_id)
     version, instruction = current_prompt(con)
     config = {
@@ -48,9 +88,10 @@ def start_drafting(
         "generation": asdict(settings),
         "n_documents": len(docs),
     }
-    run_id, run_dir = runs.new_run(con, "draft", config, user)
-    docs.to_json(run_dir / "documents.jsonl", orient="records", lines=True, force_ascii=False)
-    runs.launch(con, run_id, ["draft-worker", str(run_dir)])
+    with runs.preparing():
+        run_id, run_dir = runs.new_run(con, "draft", config, user, ["draft-worker", "{run_dir}"])
+        docs.to_json(run_dir / "documents.jsonl", orient="records", lines=True, force_ascii=False)
+        runs.pump(con)
     return run_id
 
 
@@ -77,10 +118,6 @@ def ingest_drafts(con, run: dict) -> int:
         }
     )
     return label_store.add_drafts(con, drafts)
-
-
-def refresh_drafting(con, run_id: str):
-    return runs.refresh_run(con, run_id, ingest_drafts)
 
 
 def next_draft(con, reviewer: str, overlap: int = 1) -> dict | None:

@@ -1,11 +1,17 @@
 """Where the app keeps its state: one data folder, set by TUNELOOP_HOME (default ~/.tuneloop).
 
-It holds the DuckDB file, converted and fine-tuned models, and run folders of background jobs.
+It holds the DuckDB file, converted and fine-tuned models, run folders of background jobs,
+uploads, and `imports/`: the folder the web app may import from by path (TUNELOOP_IMPORT_DIRS
+adds more; see `import_dirs`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import time
+import unicodedata
 from pathlib import Path
 
 
@@ -31,3 +37,88 @@ def exports_dir() -> Path:
     path = data_dir() / "exports"
     path.mkdir(exist_ok=True)
     return path
+
+
+# --- what the web app may import by path -----------------------------------------------------
+IMPORT_DIRS_ENV = "TUNELOOP_IMPORT_DIRS"  # more import folders, separated by os.pathsep
+SYSTEM_DIRS = (
+    "/", "/etc", "/proc", "/sys", "/dev", "/root", "/boot", "/var", "/usr", "/bin", "/sbin",
+    "/lib", "/lib32", "/lib64", "/libx32", "/run", "/snap",
+)  # fmt: skip
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 100  # characters of an uploaded file's saved name
+
+
+def uploads_dir() -> Path:
+    """Where the app saves uploaded files, one fresh folder per upload."""
+    path = data_dir() / "uploads"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def import_dirs() -> list[Path]:
+    """The folders the web app may import from by path, resolved: `<data>/imports` (created on
+    demand), `<data>/uploads` and the folders in TUNELOOP_IMPORT_DIRS. A configured folder that
+    is hidden, a system folder (/etc, /var, …) or inside one is left out: see the Import tab."""
+    imports = data_dir() / "imports"
+    imports.mkdir(exist_ok=True)
+    found = [imports.resolve(), uploads_dir().resolve()]
+    for text in os.environ.get(IMPORT_DIRS_ENV, "").split(os.pathsep):
+        if not text.strip():
+            continue
+        path = Path(text.strip()).expanduser()
+        resolved = path.resolve()
+        if not path.is_absolute() or _is_system(resolved) or _is_hidden(resolved.parts[1:]):
+            continue
+        found.append(resolved)
+    return list(dict.fromkeys(found))
+
+
+def inside_import_dirs(path: Path, dirs: list[Path]) -> Path | None:
+    """`path` resolved (symlinks and `..` followed) when it lies in one of `dirs` with no hidden
+    part below that folder, else None. Never says whether the path exists."""
+    try:
+        resolved = path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    for folder in dirs:
+        if resolved.is_relative_to(folder) and not _is_hidden(resolved.relative_to(folder).parts):
+            return resolved
+    return None
+
+
+def _is_hidden(parts) -> bool:
+    return any(part.startswith(".") for part in parts)
+
+
+def _is_system(path: Path) -> bool:
+    """/ itself, or a system folder or anything in one (as written, and with symlinks followed:
+    /lib may be a link to /usr/lib)."""
+    if path == Path("/"):
+        return True
+    return any(
+        path.is_relative_to(r) for d in SYSTEM_DIRS[1:] for r in (Path(d), Path(d).resolve())
+    )
+
+
+def new_upload_folder() -> Path:
+    """A fresh folder for one upload, `uploads/<timestamp>-<random>`, so uploads of the same
+    name never overwrite each other."""
+    folder = uploads_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+    folder.mkdir()
+    return folder
+
+
+def safe_file_name(name: str) -> str:
+    """A file name safe to write: the last part of `name` only, ASCII letters, digits and
+    ._- (accents dropped, anything else becomes _), no leading dot, at most MAX_NAME
+    characters, its extension (two for .gz: "a.jsonl.gz") kept."""
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    parts = _UNSAFE_NAME.sub("_", ascii_name).lstrip("._-").split(".")
+    n_ext = 2 if len(parts) > 2 and parts[-1].lower() == "gz" else min(len(parts) - 1, 1)
+    ext = ".".join(parts[len(parts) - n_ext :]) if n_ext else ""
+    if len(ext) > 16:  # not a real extension
+        ext, n_ext = "", 0
+    stem = ".".join(parts[: len(parts) - n_ext])[: MAX_NAME - len(ext) - 1].rstrip("._-")
+    return (stem or "upload") + ("." + ext if ext else "")

@@ -3,22 +3,26 @@
 Each checks up front what it cheaply can (encoding and columns of the first lines, the Parquet
 schema, the dataset split) and returns a `Table` whose `rows(mapping)` streams
 (ref, where, row, progress). A bad row is yielded as a `BadRow` for the `Source` to raise or
-skip; a bad file raises `ImportProblem` on the spot.
+skip; a bad file raises `ImportProblem` on the spot. Text files are read a bounded line at a
+time, so a line over the document limit is skipped without ever being held whole.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from engine import importers
-from engine.importers import BadRow, ColumnMap, ImportProblem, Table
+from engine.importers import LARGE_ADVICE, BadRow, ColumnMap, ImportProblem, Table, over_limit
 
 PEEK_ROWS = 100  # JSONL/CSV rows read up front to find the columns and which hold numbers
 BATCH_ROWS = 1024  # rows per Arrow batch read from Parquet and datasets
+MAX_DEPTH = 32  # JSON values nested deeper are refused (Python's parser recurses)
+SKIP_CHUNK = 1 << 20  # bytes read at a time while skipping the rest of a line over the limit
 DOCUMENT_SUFFIXES = (".txt", ".md", ".pdf")
 UTF8_BOM = b"\xef\xbb\xbf"
 RESAVE = (
@@ -27,30 +31,41 @@ RESAVE = (
 )
 
 
-# --- text files: UTF-8 lines with their numbers --------------------------------------------
-def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """(line number, text, bytes read so far) of a UTF-8 file, unpacking .gz on the way.
-    A UTF-8 byte-order mark is dropped; the first byte that is not UTF-8 raises ImportProblem."""
+# --- text files: UTF-8 or UTF-16 lines with their numbers -------------------------------
+def text_lines(path: Path, limit: int) -> Iterator[tuple[int, str | None, int]]:
+    """(line number, text, bytes read so far) of a UTF-8 or UTF-16 file, unpacking .gz on the
+    way. A line over `limit` bytes (characters in UTF-16) is never held whole: it comes as None.
+    A byte-order mark and NULs are dropped; the first byte that is not UTF-8 raises
+    ImportProblem."""
     gz = path.name.lower().endswith(".gz")
+    encoding = sniff_encoding(_head(path, gz))
     with open(path, "rb") as raw:
-        lines = gzip.GzipFile(fileobj=raw) if gz else raw
-        offset = 0
+        stream = gzip.GzipFile(fileobj=raw) if gz else raw
+        if encoding != "utf-8":
+            stream = io.TextIOWrapper(stream, encoding=encoding, newline="\n")
+        newline = b"\n" if encoding == "utf-8" else "\n"
+        counted = encoding == "utf-8" and not gz  # else the file position tells the progress
+        number = offset = 0
         try:
-            for number, line in enumerate(lines, 1):
+            while line := stream.readline(limit + 1):
+                number += 1
                 start, offset = offset, offset + len(line)
-                if number == 1:
-                    _check_bom(line, path.name)
-                    start, line = (3, line[3:]) if line.startswith(UTF8_BOM) else (0, line)
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    column = len(line[: e.start].decode("utf-8", "replace")) + 1
-                    raise ImportProblem(
-                        f"{path.name}, line {number}, column {column} (byte offset "
-                        f"{start + e.start}): byte 0x{line[e.start]:02x} is not UTF-8; the file "
-                        f"is probably Latin-1 or Windows-1252. {RESAVE}"
-                    ) from None
-                yield number, text, raw.tell() if gz else offset
+                if len(line) > limit and not line.endswith(newline):
+                    while line and not line.endswith(newline):  # skip the rest, bounded
+                        line = stream.readline(SKIP_CHUNK)
+                        offset += len(line)
+                    yield number, None, offset if counted else raw.tell()
+                    continue
+                if encoding == "utf-8":
+                    if number == 1 and line.startswith(UTF8_BOM):
+                        start, line = 3, line[3:]
+                    line = _decode(line, path.name, number, start)
+                yield number, line.replace("\x00", ""), offset if counted else raw.tell()
+        except UnicodeDecodeError as e:  # the UTF-16 decoder, which reads ahead in chunks
+            raise ImportProblem(
+                f"{path.name}, around line {number + 1}: not valid {encoding.upper()} "
+                f"({e.reason}). {RESAVE}"
+            ) from None
         except (gzip.BadGzipFile, EOFError) as e:
             raise ImportProblem(
                 f"{path.name} is not a complete gzip file ({e}). Compress it again, or import "
@@ -58,9 +73,38 @@ def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
             ) from None
 
 
-def _check_bom(start: bytes, name: str) -> None:
-    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportProblem(f"{name} is UTF-16 encoded (it starts with a UTF-16 mark). {RESAVE}")
+def _decode(line: bytes, name: str, number: int, start: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        column = len(line[: e.start].decode("utf-8", "replace")) + 1
+        raise ImportProblem(
+            f"{name}, line {number}, column {column} (byte offset {start + e.start}): byte "
+            f"0x{line[e.start]:02x} is not UTF-8; the file is probably Latin-1 or Windows-1252. "
+            f"{RESAVE}"
+        ) from None
+
+
+def _head(path: Path, gz: bool) -> bytes:
+    try:
+        with gzip.open(path) if gz else open(path, "rb") as f:
+            return f.read(1024)
+    except (gzip.BadGzipFile, EOFError):
+        return b""  # text_lines says what is wrong with it
+
+
+def sniff_encoding(head: bytes) -> str:
+    """ "utf-16" (with a byte-order mark), "utf-16-le" or "utf-16-be" (without one: ASCII
+    characters leave a NUL byte at every odd or every even position), else "utf-8"."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    pairs = len(head) // 2
+    even, odd = head[0 : 2 * pairs : 2].count(0), head[1 : 2 * pairs : 2].count(0)
+    if pairs >= 2 and odd >= pairs / 5 and even * 10 <= odd:
+        return "utf-16-le"
+    if pairs >= 2 and even >= pairs / 5 and odd * 10 <= even:
+        return "utf-16-be"
+    return "utf-8"
 
 
 def _kind(value) -> str:
@@ -89,10 +133,10 @@ def _peeked_types(rows: list[dict]) -> dict[str, str]:
 
 # --- JSON Lines ----------------------------------------------------------------------------
 def jsonl_table(path: Path) -> Table:
-    name, peeked, problem = path.name, [], None
-    for number, text, _ in text_lines(path):
-        line = text.strip()
-        if not line:
+    name, peeked, problem, limit = path.name, [], None, importers.max_document_bytes()
+    for number, text, _ in text_lines(path, limit):
+        line = "" if text is None else text.strip()
+        if text is not None and not line:
             continue
         if not peeked and problem is None and (line.startswith("[") or line == "{"):
             what, jq = ("array", ".[]") if line.startswith("[") else ("document", ".")
@@ -100,7 +144,7 @@ def jsonl_table(path: Path) -> Table:
                 f"{name} holds one JSON {what} over many lines, not JSON Lines (one object per "
                 f"line). Convert it, e.g. jq -c '{jq}' {name} > {path.stem}.jsonl, and import that."
             )
-        row = _parse(line, f"{name}:{number}", f"line {number}")
+        row = _jsonl_row(text, f"{name}:{number}", f"line {number}", limit)
         if isinstance(row, BadRow):
             problem = problem or f"line {number}: {row.reason}"
         else:
@@ -115,83 +159,136 @@ def jsonl_table(path: Path) -> Table:
             'one object, like {"document": "…", "summary": "…"}.'
         )
     columns = list(dict.fromkeys(c for row in peeked for c in row))
-    return Table(columns, path.stat().st_size, lambda _: _jsonl_rows(path), _peeked_types(peeked))
+    types = _peeked_types(peeked)
+    return Table(columns, path.stat().st_size, lambda _: _jsonl_rows(path, limit), types)
 
 
-def _jsonl_rows(path: Path):
-    for number, text, done in text_lines(path):
-        if text.strip():
+def _jsonl_rows(path: Path, limit: int):
+    for number, text, done in text_lines(path, limit):
+        if text is None or text.strip():
             ref, where = f"{path.name}:{number}", f"{path.name}, line {number}"
-            yield ref, where, _parse(text, ref, where), done
+            yield ref, where, _jsonl_row(text, ref, where, limit), done
 
 
-def _parse(line: str, ref: str, where: str) -> dict | BadRow:
+def _jsonl_row(line: str | None, ref: str, where: str, limit: int) -> dict | BadRow:
+    if line is None:
+        return BadRow(ref, where, f"the line is {over_limit(limit)}", LARGE_ADVICE)
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:
         return BadRow(ref, where, f"malformed JSON at column {e.colno} ({e.msg})")
+    except RecursionError:
+        row = None
+    except ValueError:  # int() refuses numbers of over 4,300 digits
+        return BadRow(ref, where, "malformed JSON (a number with too many digits)")
+    if row is None or _too_deep(row):
+        return BadRow(ref, where, f"JSON values nested more than {MAX_DEPTH} levels deep")
     if not isinstance(row, dict):
         return BadRow(ref, where, f"a JSON {type(row).__name__}, not an object")
     return row
 
 
+def _too_deep(value) -> bool:
+    """Whether a parsed JSON value nests lists and objects deeper than MAX_DEPTH (no recursion:
+    it runs only when a value holds a list or object)."""
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
 # --- CSV and TSV ---------------------------------------------------------------------------
 def csv_table(path: Path) -> Table:
-    csv.field_size_limit(2**31 - 1)  # documents are long; the default limit is 128 KiB
-    records = _csv_records(path)
+    limit = importers.max_document_bytes()
+    records = _csv_records(path, limit)
     header = next(records, None)
     peeked = [fields for _, (_, _, fields) in zip(range(PEEK_ROWS), records)]
     records.close()
     if header is None:
         raise ImportProblem(f"{path.name} has no rows: the file is empty.")
+    if header[2] is None:
+        raise ImportProblem(f"{path.name}: the header line is {over_limit(limit)}.")
     columns = [c.strip() for c in header[2]]
     if not peeked:
         raise ImportProblem(f"{path.name} has a header ({', '.join(columns)}) but no rows.")
-    types = _peeked_types([dict(zip(columns, fields)) for fields in peeked])
-    return Table(columns, path.stat().st_size, lambda _: _csv_rows(path, columns), types)
+    types = _peeked_types([dict(zip(columns, fields)) for fields in peeked if fields])
+    return Table(columns, path.stat().st_size, lambda _: _csv_rows(path, columns, limit), types)
 
 
-def _csv_rows(path: Path, columns: list[str]):
-    records = _csv_records(path)
+def _csv_rows(path: Path, columns: list[str], limit: int):
+    records = _csv_records(path, limit)
     next(records)  # the header
     for line, done, fields in records:
         ref, where = f"{path.name}:{line}", f"{path.name}, line {line}"
-        row: dict | BadRow = dict(zip(columns, fields))  # missing trailing fields read as empty
-        if len(fields) > len(columns):
+        if fields is None:
+            row: dict | BadRow = BadRow(
+                ref, where, f"the line is {over_limit(limit)}", LARGE_ADVICE
+            )
+        elif len(fields) > len(columns):
             row = BadRow(
                 ref,
                 where,
                 f"{len(fields)} fields but the header has {len(columns)}; a field holding the "
                 "delimiter must be in double quotes",
             )
+        else:
+            row = dict(zip(columns, fields))  # missing trailing fields read as empty
         yield ref, where, row, done
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
-    """(first line, bytes read, fields) of each non-blank record; a record may span lines."""
+def _csv_records(path: Path, limit: int) -> Iterator[tuple[int, int, list[str] | None]]:
+    """(first line, bytes read, fields) of each non-blank record; a record may span lines.
+    A record whose one line is over `limit` comes with fields None; one whose lines together
+    are over it cannot be skipped (where it ends is unknown) and raises ImportProblem."""
     tsv = path.name.lower().endswith((".tsv", ".tsv.gz"))
-    read = [0, 0]  # lines and bytes read so far
+    kind = "TSV" if tsv else "CSV"
+    read = {"line": 0, "done": 0, "start": 1, "size": 0, "too_long": False}  # of the record
+    csv.field_size_limit(limit)  # documents are long; the default limit is 128 KiB
 
     def texts():
-        for number, text, done in text_lines(path):
-            read[:] = number, done
+        for number, text, done in text_lines(path, limit):
+            read.update(line=number, done=done)
+            if text is None and read["size"] == 0:
+                read["too_long"] = True
+                yield "\n"  # a blank line for the reader: the record is reported instead
+                continue
+            read["size"] += limit + 1 if text is None else len(text)
+            if read["size"] > limit:
+                raise _record_too_long(path.name, read["start"], limit)
             yield text
 
     reader = csv.reader(texts(), delimiter="\t" if tsv else ",", strict=True)
     while True:
-        line = read[0] + 1
+        line = read["line"] + 1
+        read.update(start=line, size=0, too_long=False)
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
+            if "field larger than field limit" in str(e):
+                raise _record_too_long(path.name, line, limit) from None
             raise ImportProblem(
-                f"{path.name}, line {line}: malformed {'TSV' if tsv else 'CSV'} ({e}). A field "
-                "holding quotes, the delimiter or a line break must be in double quotes, with "
-                'its own quotes doubled (""). Fix the line and import again.'
+                f"{path.name}, line {line}: malformed {kind} ({e}). A field holding quotes, the "
+                "delimiter or a line break must be in double quotes, with its own quotes doubled "
+                '(""). Fix the line and import again.'
             ) from None
-        if fields:
-            yield line, read[1], fields
+        if read["too_long"]:
+            yield line, read["done"], None
+        elif fields:
+            yield line, read["done"], fields
+
+
+def _record_too_long(name: str, line: int, limit: int) -> ImportProblem:
+    return ImportProblem(
+        f"{name}, line {line}: the record that starts here is {over_limit(limit)}; a quoted "
+        "field that is never closed is the usual cause. Close it, or shorten or split that "
+        "document, and import again."
+    )
 
 
 # --- Parquet -------------------------------------------------------------------------------
@@ -239,13 +336,15 @@ def _wanted(mapping: ColumnMap) -> list[str]:
 
 
 # --- Hugging Face datasets -----------------------------------------------------------------
-def hf_table(path: Path | None, name: str, split: str) -> Table:
-    """A dataset saved with `save_to_disk` at path, or the hub dataset `name` when path is None."""
+def hf_table(path: Path | None, name: str, split: str, confined: bool = False) -> Table:
+    """A dataset saved with `save_to_disk` at path, or the hub dataset `name` when path is None.
+    `confined` (the web app): a name is looked up on the hub only, never as a local folder, and
+    a saved dataset may only read files inside its own folder."""
     import datasets
 
     if path is None:
         try:
-            data = datasets.load_dataset(name, split=split)
+            data = datasets.load_dataset(("hf://datasets/" if confined else "") + name, split=split)
         except Exception as e:  # offline, unknown name, gated, unknown split: all say the same
             raise ImportProblem(
                 f"The Hugging Face dataset '{name}' (split '{split}') could not be reached: "
@@ -255,6 +354,8 @@ def hf_table(path: Path | None, name: str, split: str) -> Table:
             ) from None
         label = f"{name}/{split}"
     else:
+        if confined:
+            _check_saved_files(path)
         try:
             data = datasets.load_from_disk(str(path))
         except Exception as e:  # datasets raises several kinds for a damaged folder
@@ -282,6 +383,32 @@ def hf_table(path: Path | None, name: str, split: str) -> Table:
                 index += 1
 
     return Table(list(data.column_names), len(data), rows, types)
+
+
+def _check_saved_files(path: Path) -> None:
+    """Refuse a saved dataset whose split names or data files lead outside its folder (a
+    crafted state.json could name "../../etc/shadow"), before anything they name is read."""
+    root = path.resolve()
+
+    def inside(paths: list[Path]) -> list[Path]:
+        if any(not p.resolve().is_relative_to(root) for p in paths):
+            raise ImportProblem(
+                f"{path.name} is not a readable saved Hugging Face dataset: it names files "
+                "outside its folder. Save it again with save_to_disk."
+            )
+        return paths
+
+    try:
+        listing = path / "dataset_dict.json"
+        splits = json.loads(listing.read_text())["splits"] if listing.exists() else ["."]
+        for folder in inside([path / split for split in splits]):
+            state = json.loads((folder / "state.json").read_text())
+            inside([folder / d["filename"] for d in state["_data_files"]])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ImportProblem(
+            f"{path.name} is not a readable saved Hugging Face dataset ({type(e).__name__}: "
+            f"{e}). Save it again with save_to_disk."
+        ) from None
 
 
 def _feature_kind(feature) -> str:

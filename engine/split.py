@@ -1,19 +1,25 @@
-"""Train/validation/test splits grouped by duplicate cluster.
+"""Train/validation/test splits grouped by duplicate cluster, and what training will use.
 
-Whole clusters go to one side, so no near duplicate of a test document is trained on. Assignment
-is deterministic for a seed: groups are ordered by a seeded hash and dealt out until each split
-reaches its share. Examples already split keep their side (new ones are dealt around them), so
-a test split stays fixed once a model has been evaluated on it.
+Whole clusters go to one side, so no near duplicate of a test document is trained on. Splits
+follow the data: examples already split keep their side, a new example whose cluster already has
+a side joins that side, and new clusters are dealt (in a seeded, deterministic order) to the side
+furthest below its share of the whole. A full re-split is refused once a model has been evaluated
+on the test split; dataset versions are frozen copies, so an evaluated version never changes.
+
+`split_examples` does this in the store (also `python -m engine split`); `training_data_summary`
+says what a training run would use and what it would leave out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import xxhash
 
 PRIORITY = ("test", "validation", "train")  # when a cluster already spans sides, the first wins
+SETTINGS_KEY = "split.settings"  # setting: the last split's SplitSettings, reused by retrains
 
 
 @dataclass
@@ -30,56 +36,89 @@ class SplitSettings:
 
 
 def assign_splits(units: pd.DataFrame, settings: SplitSettings, keep: bool = True) -> pd.DataFrame:
-    """units: columns id, group_key, split (current, may be null). Returns id, split.
+    """units: columns id, group_key, split (current; missing as None, NaN or NA). Returns id, split.
 
-    With keep=True, a group with any member already split goes wholly to the highest-priority
-    side among its members; the rest are dealt so each side approaches its share."""
+    With keep=True a group with any member already split goes wholly to the first side of
+    PRIORITY among its members (so a member never sits on the train side of a test duplicate);
+    unsplit groups are dealt so each side approaches its share of all the units."""
     if units.empty:
-        return pd.DataFrame({"id": [], "split": []})
-    current = units["split"].where(units["split"].notna(), None) if keep else None
-    group_split: dict[str, str] = {}
-    if keep:
-        for key, split in zip(units["group_key"], current):
-            if split is not None and (
-                key not in group_split or PRIORITY.index(split) < PRIORITY.index(group_split[key])
-            ):
-                group_split[key] = split
+        return pd.DataFrame(
+            {"id": pd.Series([], dtype="int64"), "split": pd.Series([], dtype=object)}
+        )
+    # isin, not notna: under pandas 3 a missing split is NaN, which must never count as a side.
+    known = units["split"].isin(PRIORITY) if keep else pd.Series(False, index=units.index)
+    rank = units.loc[known, "split"].map(PRIORITY.index)
+    group_side = {
+        key: PRIORITY[r] for key, r in rank.groupby(units.loc[known, "group_key"]).min().items()
+    }
     sizes = units.groupby("group_key").size()
     total = len(units)
-    taken = {s: int(sizes[[k for k, v in group_split.items() if v == s]].sum()) for s in PRIORITY}
     target = {
         "test": round(settings.test * total),
         "validation": round(settings.validation * total),
     }
+    target["train"] = max(total - target["test"] - target["validation"], 0)
+    taken = dict.fromkeys(PRIORITY, 0)
+    for key, side in group_side.items():
+        taken[side] += int(sizes[key])
     new_groups = sorted(
-        (k for k in sizes.index if k not in group_split),
-        key=lambda k: xxhash.xxh64_intdigest(f"{settings.seed}:{k}".encode()),
+        (k for k in sizes.index if k not in group_side),
+        key=lambda k: (xxhash.xxh64_intdigest(f"{settings.seed}:{k}".encode()), k),
     )
     for key in new_groups:
-        side = next((s for s in ("test", "validation") if taken[s] < target[s]), "train")
-        group_split[key] = side
+        side = max(PRIORITY, key=lambda s: _room(target[s], taken[s]))  # ties: PRIORITY order
+        group_side[key] = side
         taken[side] += int(sizes[key])
-    return pd.DataFrame({"id": units["id"], "split": units["group_key"].map(group_split)})
+    return pd.DataFrame(
+        {"id": units["id"].to_numpy(), "split": units["group_key"].map(group_side).to_numpy(object)}
+    )
 
 
-def split_examples(con, settings: SplitSettings = SplitSettings(), reset: bool = False) -> dict:
-    """Assign splits in the store, grouped by the current duplicate clusters (deduplicating first
-    when documents were added since the last pass). Returns examples per split."""
-    from engine.duplicates import dedupe_documents
+def _room(target: int, taken: int) -> float:
+    """How far a side is below its target, as a share of it (a side with no target gets none)."""
+    return (target - taken) / target if target else float("-inf")
+
+
+def last_split_settings(con) -> SplitSettings:
+    """The settings of the last split, so new data is dealt the way the rest was."""
+    from store.splits import get_setting
+
+    saved = get_setting(con, SETTINGS_KEY)
+    return SplitSettings(**json.loads(saved)) if saved else SplitSettings()
+
+
+def split_examples(con, settings: SplitSettings | None = None, reset: bool = False) -> dict:
+    """Give every eligible example without a side one, grouped by the current duplicate clusters
+    (deduplicating first, with the last detection's settings, when documents were added since).
+    Examples already split keep their side unless `reset`, which is refused once the test split
+    is locked. `settings` default to the last split's. Returns examples per split."""
+    from engine.duplicates import dedupe_documents, last_dedupe_settings
     from store import splits as splits_store
     from store import transaction
 
-    if reset and splits_store.get_setting(con, splits_store.TEST_LOCK) == "1":
+    settings = settings or last_split_settings(con)
+    if reset and splits_store.is_test_locked(con):
         raise ValueError(
             "The test split is locked because a model has been evaluated on it; re-splitting "
             "would make old and new scores incomparable. Split without reset to add new data."
         )
     if splits_store.count_unclustered(con):
-        dedupe_documents(con)
+        dedupe_documents(con, last_dedupe_settings(con))
     units = splits_store.split_units(con)
     assigned = assign_splits(units, settings, keep=not reset)
     with transaction(con):
         if reset:
             splits_store.clear_splits(con)
         splits_store.set_splits(con, assigned)
+        splits_store.set_setting(con, SETTINGS_KEY, json.dumps(asdict(settings)))
     return assigned["split"].value_counts().reindex(PRIORITY[::-1], fill_value=0).to_dict()
+
+
+def training_data_summary(con) -> dict:
+    """What the next training run would use: accepted examples with a summary by side (train,
+    validation; test is held out for evaluation), those left out because they have no side yet
+    (`unsplit`) or no summary (`no_summary`), examples with a summary still waiting to be
+    accepted (`not_accepted`), and whether the test split is locked."""
+    from store import splits as splits_store
+
+    return splits_store.accepted_counts(con) | {"test_locked": splits_store.is_test_locked(con)}

@@ -9,9 +9,12 @@ the summary only. Documents too long for max_length are cut, never the summary
 
 The run writes, through jobs.RunWriter:
 - events.jsonl, one object per line with "time" and "type":
-  start      n_train, n_validation, n_eval, documents_cut, summaries_cut, total_steps, method,
+  start      n_train, n_validation, n_eval, documents_cut, summaries_too_long (examples left
+             out: their summary alone exceeds max_length), total_steps, method,
              trainable_params, total_params, device, bf16, warnings
-  progress   step, total_steps, epoch, elapsed_s, eta_s
+  progress   phase ("loading model", "baseline validation loss", "validation summaries",
+             "training", …), done, total, step, total_steps, and for training epoch,
+             elapsed_s, eta_s
   train      step, epoch, loss, learning_rate, grad_norm, tokens_seen, tokens_per_s
   eval       step, epoch, eval_loss, train_loss (mean since the last eval), rouge_l, seconds,
              samples [{id, summary}]   (step 0 is the base model, before training)
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -94,7 +98,12 @@ def build_trainer(
     model, tokenizer = load_base(config)
     train_records = sample(train_records, config.train_subset, config.seed)
     eval_records = sample(validation_records, config.eval_samples, config.seed)
-    examples, documents_cut, summaries_cut = fit_examples(tokenizer, train_records, config)
+    examples, documents_cut, summaries_too_long = fit_examples(tokenizer, train_records, config)
+    if not examples:
+        raise ValueError(
+            f"No training example fits max_length {config.max_length}: the instruction and the "
+            f"summary alone are longer in all {summaries_too_long}. Raise max_length."
+        )
     eval_examples, _, _ = fit_examples(tokenizer, eval_records, config)
     callback = RunCallback(
         writer, rouge_set(tokenizer, eval_records, config), config.max_new_tokens, config.batch_size
@@ -117,13 +126,17 @@ def build_trainer(
         n_validation=len(validation_records),
         n_eval=len(eval_examples),
         documents_cut=documents_cut,
-        summaries_cut=summaries_cut,
+        summaries_too_long=summaries_too_long,
         method=config.method,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         total_params=sum(p.numel() for p in params),
         device=str(trainer.args.device),
         bf16=trainer.args.bf16,
     )
+    if trainer.eval_dataset is not None:
+        callback.n_eval_batches = math.ceil(
+            len(trainer.eval_dataset) / trainer.args.per_device_eval_batch_size
+        )
     return trainer, callback, facts
 
 
@@ -142,15 +155,10 @@ def run_training(run_dir: str | Path) -> str:
     if not train_records:
         raise ValueError(warnings[0])
 
+    writer.progress("loading model", 0, 1)
     trainer, callback, facts = build_trainer(
         config, run_dir, train_records, validation_records, writer
     )
-    if len(trainer.train_dataset) == 0:
-        raise ValueError(
-            f"No training example fits max_length {config.max_length}: the instruction and the "
-            f"summaries alone are longer ({facts['summaries_cut']} of {facts['n_train']} did not "
-            "fit). Raise max_length."
-        )
     total_steps = planned_steps(config, len(trainer.train_dataset))  # rows, after any packing
     writer.event("start", **facts, total_steps=total_steps, warnings=warnings)
     print(f"training: {json.dumps(facts)}", *warnings, sep="\n", flush=True)

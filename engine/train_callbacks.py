@@ -25,7 +25,12 @@ def overfitting(history: list[dict]) -> bool:
 
 
 def generate_summaries(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    on_batch=None,
 ) -> list[str]:
     """Greedy summaries for tokenized prompts, in order: longest first in left-padded batches."""
     import torch
@@ -58,6 +63,8 @@ def generate_summaries(
             for i, tokens in zip(rows, out[:, width:].tolist()):
                 n = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))
                 texts[i] = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
+            if on_batch:
+                on_batch(min(start + batch_size, len(order)))
     finally:
         model.train(was_training)
     return texts
@@ -84,14 +91,41 @@ class RunCallback(TrainerCallback):
         self.cancelled = False
         self.alarm: dict | None = None
         self._started = self._step_started = self._last_progress = 0.0
+        self.n_eval_batches = 0  # validation batches per evaluation (set by the trainer builder)
+        self._eval_batches = 0
+        self._baseline = True  # until the first optimizer step
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._started = time.time()
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """Validation loss batch by batch, so a long validation (the base model's, before the
+        first step) shows its phase and progress instead of sitting at step 0."""
+        self._eval_batches += 1
+        now = time.time()
+        if now - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        total = self.n_eval_batches or self._eval_batches
+        self.writer.progress(
+            self._phase("validation loss"),
+            min(self._eval_batches, total),
+            total,
+            step=state.global_step,
+            total_steps=state.max_steps,
+        )
+        if self.writer.cancel_requested():
+            self.cancelled = True
+            control.should_training_stop = True
+
+    def _phase(self, what: str) -> str:
+        return f"baseline {what}" if self._baseline else what
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._baseline = False
         self.train_seconds += time.perf_counter() - self._step_started
         now = time.time()
         last = state.global_step >= state.max_steps
@@ -100,6 +134,9 @@ class RunCallback(TrainerCallback):
             elapsed = now - self._started
             self.writer.event(
                 "progress",
+                phase="training",
+                done=state.global_step,
+                total=state.max_steps,
                 step=state.global_step,
                 total_steps=state.max_steps,
                 epoch=round(state.epoch or 0.0, 3),
@@ -135,12 +172,24 @@ class RunCallback(TrainerCallback):
         self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs
     ):
         started = time.perf_counter()
+        self._eval_batches = 0
         rouge_l, samples = None, []
         if self.rouge_prompts and not self.cancelled:
             from engine.metrics import rouge
 
+            total = len(self.rouge_prompts)
+            self.writer.progress(
+                self._phase("validation summaries"), 0, total, step=state.global_step
+            )
             texts = generate_summaries(
-                model, processing_class, self.rouge_prompts, self.max_new_tokens, self.batch_size
+                model,
+                processing_class,
+                self.rouge_prompts,
+                self.max_new_tokens,
+                self.batch_size,
+                on_batch=lambda done: self.writer.progress(
+                    self._phase("validation summaries"), done, total, step=state.global_step
+                ),
             )
             rouge_l = round(float(rouge(texts, self.rouge_refs)["rougeL"].mean()), 4)
             samples = [{"id": i, "summary": t} for i, t in zip(self.rouge_ids, texts)]

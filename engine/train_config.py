@@ -181,8 +181,12 @@ def planned_steps(config: TrainConfig, n_train: int) -> int:
     return math.ceil(config.epochs * per_epoch)
 
 
-def preflight(config: TrainConfig, n_train: int, n_validation: int) -> list[str]:
-    """Warnings, for people, about settings that do not suit the data; [] when all is well."""
+def preflight(
+    config: TrainConfig, n_train: int, n_validation: int, example_tokens: list[int] | None = None
+) -> list[str]:
+    """Warnings, for people, about settings that do not suit the data; [] when all is well.
+    `example_tokens`: each training example's length in tokens, counted or estimated
+    (engine/train_data.py `estimate_training_tokens`), to warn when many documents will be cut."""
     if n_train == 0:
         return ["The training split is empty: split some examples into train and export again."]
     warnings = []
@@ -222,6 +226,16 @@ def preflight(config: TrainConfig, n_train: int, n_validation: int) -> list[str]
         warnings.append(
             f"ROUGE-L uses all {n_validation} validation examples, fewer than the "
             f"{config.rouge_eval_samples} asked for: the score will be noisy."
+        )
+    lengths = sorted(example_tokens or [])
+    n_cut = sum(t > config.max_length for t in lengths)
+    if lengths and n_cut >= max(2, 0.1 * len(lengths)):  # a few long documents are normal
+        keep_most = math.ceil(lengths[math.ceil(0.9 * len(lengths)) - 1] / 128) * 128
+        warnings.append(
+            f"About {n_cut} of {len(lengths)} training documents ({n_cut / len(lengths):.0%}) are "
+            f"longer than max_length {config.max_length} tokens allows: each is cut to fit, so "
+            f"the model learns from their beginnings only. A max_length of about {keep_most} "
+            "keeps 90% of them whole (at more memory and time per step)."
         )
     return warnings
 

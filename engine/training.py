@@ -1,11 +1,11 @@
 """Training runs from the app's side: freeze data, queue, launch, ingest, register.
 
 `start_training` freezes a new dataset version from the accepted, split examples, writes the run
-folder (config.json + train/validation JSONL, never the test split) and queues the run. One GPU
-means one training at a time: `pump_queue` launches the oldest queued run when none is running.
-`refresh_training` ingests events and, when a run succeeds, registers its model so Chat, drafting
-and evaluation can use it. `retrain_latest` is the one-click "retrain with the latest accepted
-data" with the last good config.
+folder (config.json + train/validation JSONL, never the test split) and queues the run in the
+shared job queue (engine/runs.py). The background poller (engine/scheduler.py) ingests its
+events and, when it succeeds, `register_if_done` registers its model so Chat, drafting and
+evaluation can use it, and `evaluate_if_done` evaluates it. `retrain_latest` is the one-click
+"retrain with the latest accepted data" with the last good config.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from engine import jobs, runs
 from engine.export import export_rows
 from engine.registry import current_prompt, resolve
 from engine.train_config import PRESETS, TrainConfig, preflight
+from engine.train_data import estimate_training_tokens
 from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
@@ -83,19 +84,27 @@ def start_training(
     n_val = int((rows["split"] == "validation").sum())
     config.base_model, config.instruction = ref.path, instruction
     config.prompt_version, config.dataset_version = version, dataset_id
-    warnings = preflight(config, n_train, n_val)
+    warnings = preflight(
+        config, n_train, n_val, estimate_training_tokens(con, dataset_id, instruction)
+    )
     run_config = config.to_dict() | {"base_model_id": base_model_id} | (extra or {})
-    run_id, run_dir = runs.new_run(con, "train", run_config, user)
-    export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
-    (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
-    pump_queue(con)
+    with runs.preparing():
+        run_id, run_dir = runs.new_run(
+            con, "train", run_config, user, ["train", "{run_dir}"], launcher=train_launcher()
+        )
+        export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
+        (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
+        runs.pump(con)
     return run_id, warnings
 
 
 def retrain_latest(con, user: str | None = None) -> tuple[str, list[str]]:
-    """One click: freeze the latest accepted data and train with the last good config."""
+    """One click: split new accepted examples (those already split keep their side), freeze the
+    latest accepted data and train with the last good config."""
     from engine.registry import ensure_default_model
+    from engine.split import split_examples
 
+    split_examples(con)  # incremental, never a reset: new data always reaches training
     saved = get_setting(con, GOOD_CONFIG)
     base = (
         json.loads(saved)["base_model_id"]
@@ -103,18 +112,6 @@ def retrain_latest(con, user: str | None = None) -> tuple[str, list[str]]:
         else ensure_default_model(con, progress=lambda m: None)
     )
     return start_training(con, default_config(con), base, user, "one-click retrain")
-
-
-def pump_queue(con) -> str | None:
-    """Launch the oldest queued training run if none is running; return its id."""
-    if not runs_store.list_runs(con, kind="train", states=("running",)).empty:
-        return None
-    queued = runs_store.list_runs(con, kind="train", states=("queued",))
-    if queued.empty:
-        return None
-    run_id = queued["id"].iloc[-1]  # list_runs is newest first
-    runs.launch(con, run_id, ["train", queued["run_dir"].iloc[-1]], launcher=train_launcher())
-    return run_id
 
 
 def train_launcher() -> list[str] | None:
@@ -144,24 +141,6 @@ def register_if_done(con, run: dict):
         remember_good_config(con, TrainConfig.from_dict(settings), config.get("base_model_id"))
 
 
-def refresh_training(con, run_id: str):
-    state = runs.refresh_run(con, run_id, register_if_done)
-    if state.state != "running":
-        evaluate_if_done(con, run_id)
-        advance_and_pump(con)
-    return state
-
-
-def refresh_all(con):
-    """Bring every unfinished training run up to date, queue sweeps' next trials, evaluate new
-    models, and start the next queued run when the trainer is free: what the Train page does on
-    each poll."""
-    for run_id in runs_store.list_runs(con, kind="train", states=("queued", "running"))["id"]:
-        if runs.refresh_run(con, run_id, register_if_done).state == "succeeded":
-            evaluate_if_done(con, run_id)
-    advance_and_pump(con)
-
-
 def evaluate_if_done(con, run_id: str) -> list[str]:
     """Once a training run (not a sweep trial) has registered its model, evaluate it on the
     test split of the dataset version it trained on, and the production model too if it has
@@ -187,23 +166,15 @@ def evaluate_if_done(con, run_id: str) -> list[str]:
     return list(started.values())
 
 
-def advance_and_pump(con):
-    from engine.sweep import advance_sweeps  # engine.sweep builds on this module
-
-    advance_sweeps(con)
-    pump_queue(con)
-
-
 def run_metrics(con, run_id: str) -> dict:
-    """The run's curves and summary from its ingested events."""
-    events = runs_store.run_events(con, run_id)
-    by = lambda kind: [e for e in events if e["type"] == kind]  # noqa: E731
-    finished = by("finished")
+    """The run's curves and summary from its ingested events (one query per kind of event,
+    so a page polling a long run reads only what it shows)."""
+    finished = runs_store.latest_event(con, run_id, "finished")
     return {
-        "progress": (by("progress") or [None])[-1],
-        "train": by("train"),
-        "eval": by("eval"),
-        "alarm": (by("overfitting") or [None])[-1],
-        "start": (by("start") or [None])[-1],
-        "summary": finished[-1].get("metrics") if finished else None,
+        "progress": runs_store.latest_event(con, run_id, "progress"),
+        "train": runs_store.run_events(con, run_id, "train"),
+        "eval": runs_store.run_events(con, run_id, "eval"),
+        "alarm": runs_store.latest_event(con, run_id, "overfitting"),
+        "start": runs_store.latest_event(con, run_id, "start"),
+        "summary": finished.get("metrics") if finished else None,
     }

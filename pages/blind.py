@@ -6,7 +6,7 @@ votes); the win rates are on the Compare page. An admin opens comparisons there.
 import streamlit as st
 
 from engine.preference import next_item, pending_count, record_vote
-from pages._ui import db
+from ui.common import db, require_login
 from store import preferences as pref_store
 
 CHOICES = ("left", "right", "tie")
@@ -45,6 +45,7 @@ def vote_ui() -> tuple[str | None, str]:
     return (chosen[0] if chosen else None), reason
 
 
+require_login()
 con = db()
 reviewer = st.session_state["user"]["name"]
 st.title("Blind A/B")

@@ -8,22 +8,39 @@ import streamlit as st
 from engine.generate import stream_chat
 from engine.prompts import build_messages
 from engine.registry import current_prompt, resolve
-from pages._ui import db, generation_ui, load_model_cached, model_ui
 from store import chat as chat_store
 from store import examples as examples_store
 from store import registry as reg_store
+from ui.common import db, generation_ui, load_model_cached, model_ui, require_login
 
+require_login()
 con = db()
 user = st.session_state["user"]["name"]
 st.title("Chat")
+past = {c["conversation"]: c for c in chat_store.conversations(con, user)}
+
+
+def chat_label(conversation: str) -> str:
+    """A past chat as a person remembers it: when, and what they first asked (trimmed)."""
+    if conversation not in past:
+        return "New chat"
+    first, started = past[conversation]["first_message"], past[conversation]["started_at"]
+    if "\n\nDocument:\n" in first:  # a Summarize request (engine/prompts.py build_messages)
+        first = "Summarize: " + first.split("\n\nDocument:\n", 1)[1]
+    first = " ".join(first.split()) or "(no message)"
+    first = first if len(first) <= 48 else first[:47].rstrip() + "…"
+    return f"{started:%d %b %H:%M} · {first}"
+
+
 if "chat_conversation" not in st.session_state:
     st.session_state["chat_conversation"] = uuid.uuid4().hex[:8]
 with st.sidebar:
     if st.button("New chat", key="chat_new"):
         st.session_state["chat_conversation"] = uuid.uuid4().hex[:8]
-    past = chat_store.conversations(con, user)
+    current = st.session_state["chat_conversation"]
     if past:
-        st.selectbox("Earlier chats", past, key="chat_conversation")
+        options = list(past) if current in past else [current, *past]
+        st.selectbox("Earlier chats", options, format_func=chat_label, key="chat_conversation")
 conversation = st.session_state["chat_conversation"]
 
 c = st.columns(2)

@@ -9,7 +9,7 @@ from engine import charts
 from engine.evaluation import compare_runs, ready_pair
 from engine.preference import open_pair, win_rates, win_rates_by_reviewer
 from engine.report import comparison_html
-from pages._compare_ui import (
+from ui.compare import (
     document_ui,
     evaluations_ui,
     pick_ui,
@@ -17,7 +17,7 @@ from pages._compare_ui import (
     settings_ui,
     summary_ui,
 )
-from pages._ui import db, require
+from ui.common import db, require
 
 require("compare")
 con = db()

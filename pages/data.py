@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages._data_tabs import clean_tab, import_tab, overview_tab, split_tab
-from pages._ui import db
+from ui.data_tabs import clean_tab, import_tab, overview_tab, split_tab
+from ui.common import db, require_login
 
+require_login()
 st.title("Data")
 con = db()
 tabs = st.tabs(["Import", "Clean", "Overview", "Split & export"])

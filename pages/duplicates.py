@@ -1,16 +1,25 @@
 """Duplicates: find exact, near and semantic duplicates; review a cluster side by side with a
-diff and keep one, or resolve every cluster by a policy."""
+diff and keep one, or resolve every cluster by a policy (after confirming how many examples that
+rejects). Each action reruns the page, so every count shows the state after it."""
 
 import difflib
 
 import streamlit as st
 
 from engine.dedupe import DedupeSettings
-from engine.duplicates import POLICIES, dedupe_documents, resolve_all, resolve_cluster
-from pages._ui import db
+from engine.duplicates import (
+    POLICIES,
+    count_to_reject,
+    dedupe_documents,
+    resolve_all,
+    resolve_cluster,
+)
 from store import duplicates as dup_store
+from ui.common import db, require_login
 
+require_login()
 con = db()
+user = st.session_state["user"]["name"]
 st.title("Duplicates")
 
 with st.form("dup_detect"):
@@ -35,8 +44,19 @@ n_clusters, n_docs = dup_store.count_clusters(con)
 st.caption(f"{n_clusters:,} duplicate clusters, {n_docs:,} documents in them.")
 with st.expander("Resolve all clusters by a policy"):
     policy = st.radio("Keep", list(POLICIES), format_func=POLICIES.get, key="dup_policy")
-    if st.button("Resolve all", key="dup_resolve_all"):
-        st.success(f"Rejected {resolve_all(con, policy, 'curator'):,} duplicate examples.")
+    n_reject = count_to_reject(con)
+    if st.button("Resolve all", key="dup_resolve_all", disabled=not n_reject):
+        st.session_state["dup_confirm"] = True
+    if st.session_state.get("dup_confirm") and n_reject:
+        st.warning(f"Reject {n_reject:,} duplicate examples? Each cluster keeps one.")
+        yes, no = st.columns(2)
+        if yes.button(f"Reject {n_reject:,}", key="dup_confirm_yes", type="primary"):
+            st.session_state["dup_confirm"] = False
+            st.toast(f"Rejected {resolve_all(con, policy, user):,} duplicate examples.")
+            st.rerun()
+        if no.button("Cancel", key="dup_confirm_no"):
+            st.session_state["dup_confirm"] = False
+            st.rerun()
 
 clusters = dup_store.cluster_summary(con, limit=200)
 if clusters.empty:
@@ -56,7 +76,8 @@ for col, (_, m) in zip(st.columns(len(members)), members.iterrows()):
     with col:
         st.markdown(f"**Example {m['id']}** · {m['status']} · {m['source']} · {m['n_words']} words")
         if col.button("Keep this, reject the rest", key=f"dup_keep_{m['id']}"):
-            resolve_cluster(con, cluster_id, int(m["id"]), "curator")
+            n = resolve_cluster(con, cluster_id, int(m["id"]), user)
+            st.toast(f"Kept example {m['id']}, rejected {n:,} in this cluster.")
             st.rerun()
         st.text_area(
             "Summary", m["summary"] or "", height=120, disabled=True, key=f"dup_sum_{m['id']}"

@@ -1,18 +1,32 @@
 """Review: one draft at a time. Rate it, tick the quick checks, edit it and save (it becomes an
 accepted, human-corrected example), mark it unusable, or skip it. Ctrl+Enter in the summary box
 saves. Each reviewer has their own queue; with an overlap above 1 drafts go to that many
-reviewers, and agreement is shown per pair."""
+reviewers, and agreement is shown per pair. Every widget is keyed by the draft's id, so nothing
+from one draft carries into the next; "Your recent reviews" can withdraw a saved correction."""
 
+import pandas as pd
 import streamlit as st
 
+from engine.editing import revert_change
 from engine.highlight import source_sentences
 from engine.labelling import agreement, mark_unusable, next_draft, save_review, skip
-from pages._ui import db
 from store import labelling as label_store
+from ui.common import db, require_login
 
+require_login()
 con = db()
 reviewer = st.session_state["user"]["name"]
 st.title("Review")
+if flash := st.session_state.pop("review_flash", None):
+    st.toast(flash)
+
+
+def done(message: str):
+    """Act first, then draw: the next draft opens from the store, with the message shown."""
+    st.session_state["review_flash"] = message
+    st.rerun()
+
+
 overlap = st.sidebar.number_input(
     "Reviewers per draft (overlap, for agreement)", 1, 5, 1, key="review_overlap"
 )
@@ -34,15 +48,19 @@ else:
     with left.container(height=520):
         for sentence, used in source_sentences(draft["clean_text"], draft["summary"]):
             st.markdown(f":orange-background[{sentence}]" if used else sentence)
-    with right.form(f"review_form_{draft['id']}"):
+    draft_id = int(draft["id"])
+    with right.form(f"review_form_{draft_id}"):
         summary = st.text_area(
-            "Summary (edit it to correct it)", draft["summary"], height=220, key="review_summary"
+            "Summary (edit it to correct it)",
+            draft["summary"],
+            height=220,
+            key=f"review_summary_{draft_id}",
         )
-        rating = st.feedback("stars", key="review_rating")
+        rating = st.feedback("stars", key=f"review_rating_{draft_id}")
         c = st.columns(3)
-        faithful = c[0].checkbox("Faithful", key="review_faithful")
-        complete = c[1].checkbox("Complete", key="review_complete")
-        concise = c[2].checkbox("Concise", key="review_concise")
+        faithful = c[0].checkbox("Faithful", key=f"review_faithful_{draft_id}")
+        complete = c[1].checkbox("Complete", key=f"review_complete_{draft_id}")
+        concise = c[2].checkbox("Concise", key=f"review_concise_{draft_id}")
         b = st.columns(3)
         save = b[0].form_submit_button("Save as reference", type="primary")
         unusable = b[1].form_submit_button("Unusable")
@@ -51,18 +69,38 @@ else:
     if save:
         try:
             example_id = save_review(
-                con, draft["id"], reviewer, summary, stars, faithful, complete, concise
+                con, draft_id, reviewer, summary, stars, faithful, complete, concise
             )
-            st.toast(f"Saved as accepted example {example_id}.")
-            st.rerun()
         except ValueError as e:
             st.error(str(e))
+        else:
+            done(f"Draft {draft_id} saved as accepted example {example_id}.")
     elif unusable:
-        mark_unusable(con, draft["id"], reviewer, stars)
-        st.rerun()
+        mark_unusable(con, draft_id, reviewer, stars)
+        done(f"Draft {draft_id} marked unusable.")
     elif skipped:
-        skip(con, draft["id"], reviewer)
-        st.rerun()
+        skip(con, draft_id, reviewer)
+        done(f"Draft {draft_id} skipped: it goes back to the pool.")
+
+with st.expander("Your recent reviews"):
+    for r in label_store.recent_reviews(con, reviewer).itertuples():
+        c = st.columns([6, 1])
+        rated = "" if pd.isna(r.rating) else f" · {int(r.rating)}★"
+        line = f"Draft {r.draft_id} · {r.action}{rated} · {r.created_at:%d %b %H:%M}"
+        if not pd.isna(r.example_id):
+            line += f" → example {int(r.example_id)} ({r.status}): {str(r.summary)[:120]}"
+        c[0].write(line)
+        if r.action == "saved" and not pd.isna(r.created_change) and r.status != "rejected":
+            revert = c[1].button(
+                "Revert",
+                key=f"review_revert_{r.id}",
+                help="Withdraw the correction: its example is rejected (kept in its history).",
+            )
+            if revert:
+                try:
+                    done(revert_change(con, int(r.created_change), reviewer))
+                except ValueError as e:
+                    st.error(str(e))
 
 with st.expander("Agreement between reviewers (Krippendorff's alpha on ratings)"):
     st.dataframe(agreement(con), hide_index=True)

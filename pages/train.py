@@ -7,30 +7,36 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import jobs, runs
-from engine.training import (
-    default_config,
-    refresh_all,
-    retrain_latest,
-    run_metrics,
-    start_training,
-)
-from pages._sweep_ui import sweeps_ui
-from pages._train_ui import config_ui
-from pages._ui import db, model_ui, require
+from engine import jobs
+from engine.training import default_config, retrain_latest, run_metrics, start_training
 from store import runs as runs_store
+from ui.common import db, model_ui, require
+from ui.jobs import POLL_EVERY_S, job_ui
+from ui.sweeps import sweeps_ui
+from ui.train_config import config_ui
+from ui.training_data import training_data_ui
 
 require("train")
 con = db()
 user = st.session_state["user"]["name"]
 st.title("Train")
 
+
+def queued(run_id: str, warnings: list[str]):
+    """Act first, then draw: remember what to say, and rerun so every view shows the run."""
+    st.session_state["train_notice"] = (run_id, warnings)
+    st.rerun()
+
+
+if notice := st.session_state.pop("train_notice", None):
+    st.toast(f"Queued {notice[0]}.")
+    for w in notice[1]:
+        st.warning(w)
+
+training_data_ui(con)
 if st.button("Retrain with the latest accepted data", type="primary", key="train_retrain"):
     try:
-        run_id, warnings = retrain_latest(con, user)
-        st.success(f"Queued {run_id}.")
-        for w in warnings:
-            st.warning(w)
+        queued(*retrain_latest(con, user))
     except ValueError as e:
         st.error(str(e))
 
@@ -39,10 +45,7 @@ with st.expander("New run with chosen settings"):
     config = config_ui(default_config(con))
     if st.button("Start this run", key="train_start") and config is not None:
         try:
-            run_id, warnings = start_training(con, config, base, user)
-            st.success(f"Queued {run_id}.")
-            for w in warnings:
-                st.warning(w)
+            queued(*start_training(con, config, base, user))
         except ValueError as e:
             st.error(str(e))
 
@@ -62,34 +65,33 @@ def curves(run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "step", "loss", "kind"])
 
 
-@st.fragment(run_every=3)
+@st.fragment(run_every=POLL_EVERY_S)
 def live_ui():
+    """Queued and running training runs; reads the store only (the poller ingests)."""
     con = db()
-    refresh_all(con)
     active = runs_store.list_runs(con, kind="train", states=("running", "queued"))
-    for run_id, state, run_dir in active[["id", "state", "run_dir"]].values:
-        m = run_metrics(con, run_id)
-        p = m["progress"] or {"step": 0, "total_steps": 1, "eta_s": None}
-        eta = f", about {p['eta_s']:.0f} s left" if p.get("eta_s") is not None else ""
-        st.progress(
-            min(1.0, p["step"] / max(p["total_steps"], 1)),
-            text=f"{run_id} · {state} · step {p['step']}/{p['total_steps']}{eta}",
-        )
+    ids = tuple(active["id"])
+    if st.session_state.setdefault("train_active", ids) != ids:  # a run started or ended
+        st.session_state["train_active"] = ids
+        st.rerun()  # the whole page, so the runs table below shows it
+    for run in active.to_dict("records"):
+        job_ui(con, run, "train")
+        if run["state"] != "running":
+            continue
+        m = run_metrics(con, run["id"])
         if m["alarm"]:
             st.error(f"Overfitting alarm at step {m['alarm']['step']}: {m['alarm']['message']}")
-        data = curves([run_id])
+        data = curves([run["id"]])
         if not data.empty:
             st.altair_chart(
                 alt.Chart(data).mark_line(point=True).encode(x="step:Q", y="loss:Q", color="kind:N")
             )
-        if st.button("Cancel", key=f"train_cancel_{run_id}"):
-            runs.cancel_run(con, run_id)
         if m["eval"] and m["eval"][-1].get("samples"):
             with st.expander(f"Validation summaries at step {m['eval'][-1]['step']}"):
                 for sample in m["eval"][-1]["samples"]:
-                    st.markdown(f"**{sample['id']}**: {sample['summary']}")
+                    st.text(f"{sample['id']}: {sample['summary']}")
         with st.expander("Log"):
-            st.code(jobs.log_tail(run_dir, 30) or "(empty)")
+            st.code(jobs.log_tail(run["run_dir"], 30) or "(empty)")
 
 
 live_ui()

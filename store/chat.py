@@ -22,13 +22,12 @@ def conversation(con, username: str, conversation: str) -> list[dict]:
     return [{"role": r, "content": c, "model_id": m} for r, c, m in rows]
 
 
-def conversations(con, username: str) -> list[str]:
-    """The user's conversations, newest first."""
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT conversation FROM chat_messages WHERE username = ? GROUP BY 1 "
-            "ORDER BY max(id) DESC",
-            [username],
-        ).fetchall()
-    ]
+def conversations(con, username: str) -> list[dict]:
+    """The user's conversations, newest first: conversation, first_message (the first user
+    message, "" if none) and started_at."""
+    rows = con.execute(
+        """SELECT conversation, arg_min(content, id) FILTER (role = 'user'), min(created_at)
+           FROM chat_messages WHERE username = ? GROUP BY 1 ORDER BY max(id) DESC""",
+        [username],
+    ).fetchall()
+    return [{"conversation": c, "first_message": m or "", "started_at": t} for c, m, t in rows]

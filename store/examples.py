@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from store import history
+
 STATUSES = ("pending", "accepted", "rejected", "needs-edit")
 SPLITS = ("train", "validation", "test")
 
@@ -129,38 +131,134 @@ def ids_where(con, f: ExampleFilter) -> list[int]:
     return [r[0] for r in con.execute(f"SELECT e.id {_FROM} WHERE {where}", params).fetchall()]
 
 
-def update_summary(con, example_id: int, summary: str, user: str | None = None):
-    con.execute(
-        "UPDATE examples SET summary = ?, n_summary_words = ?, updated_at = current_timestamp, "
-        "updated_by = ? WHERE id = ?",
-        [summary, len(summary.split()), user, example_id],
+def get_state(con, example_id: int) -> dict | None:
+    """What an editor saves over: summary, status, tags, version, updated_by, updated_at."""
+    cur = con.execute(
+        "SELECT summary, status, tags, version, updated_by, updated_at FROM examples WHERE id = ?",
+        [example_id],
+    )
+    rows = cur.fetchall()  # fetchall: a half-read result blocks the connection's next register()
+    return dict(zip([c[0] for c in cur.description], rows[0])) if rows else None
+
+
+# Every change below writes one history row per example it changes and steps its version, so
+# an editor that started from an older version is refused (engine/editing.py). None of them
+# starts a transaction: callers wrap the history row and the change in one.
+
+_VALUE = {"summary": "$value::VARCHAR", "status": "$value::VARCHAR", "tags": "$value::VARCHAR[]"}
+
+
+def _change(
+    con, field, new_sql, where, values, user=None, batch_id=None, note=None, step=True
+) -> int:
+    """Set `field` to `new_sql` (SQL over the row `e`) on the examples `where` selects, where
+    that changes it. Returns how many changed."""
+    old, new = history.as_stored(field, f"e.{field}"), history.as_stored(field, new_sql)
+    changed = f"({where}) AND {old} IS DISTINCT FROM {new}"
+    values = {**values, "user": user, "batch": batch_id, "note": note}
+    history.record(con, field, new_sql, changed, values)
+    words = ""
+    if field == "summary":
+        words = f", n_summary_words = len(regexp_extract_all(coalesce({new_sql}, ''), '\\S+'))"
+    sql = (
+        f"UPDATE examples AS e SET {field} = {new_sql}{words}, "
+        f"version = e.version + {int(step)}, updated_at = current_timestamp, "
+        f"updated_by = $user WHERE {changed}"
+    )
+    return con.execute(sql, history.named(sql, values)).fetchone()[0]
+
+
+def _check_status(status: str):
+    if status not in STATUSES:
+        raise ValueError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+
+
+def update_example(
+    con, example_id: int, changes: dict, user: str | None = None, note: str | None = None
+) -> int:
+    """Change any of summary, status and tags (`changes`: field -> value; a summary of None
+    means none yet) of one example, in one version step. Returns its version afterwards."""
+    if "status" in changes:
+        _check_status(changes["status"])
+    n = 0
+    for field, value in changes.items():
+        n += _change(
+            con,
+            field,
+            _VALUE[field],
+            "e.id = $id",
+            {"id": example_id, "value": value},
+            user,
+            note=note,
+            step=False,
+        )
+    if n:
+        con.execute("UPDATE examples SET version = version + 1 WHERE id = ?", [example_id])
+    rows = con.execute("SELECT version FROM examples WHERE id = ?", [example_id]).fetchall()
+    if not rows:
+        raise ValueError(f"No example {example_id}.")
+    return rows[0][0]
+
+
+def update_summary(con, example_id: int, summary: str | None, user: str | None = None) -> int:
+    return update_example(con, example_id, {"summary": summary}, user)
+
+
+def set_tags(con, example_id: int, tags: list[str], user: str | None = None) -> int:
+    return update_example(con, example_id, {"tags": sorted(set(tags))}, user)
+
+
+_IDS = "e.id IN (SELECT unnest($ids))"
+
+
+def set_status(
+    con, example_ids: list[int], status: str, user: str | None = None, batch_id: int | None = None
+) -> int:
+    """Set the status of many examples; return how many changed (those already in it do not)."""
+    _check_status(status)
+    values = {"ids": [int(i) for i in example_ids], "value": status}
+    return _change(con, "status", "$value::VARCHAR", _IDS, values, user, batch_id)
+
+
+def add_tag(
+    con, example_ids: list[int], tag: str, user: str | None = None, batch_id: int | None = None
+) -> int:
+    values = {"ids": [int(i) for i in example_ids], "value": tag}
+    new = "CASE WHEN list_contains(e.tags, $value) THEN e.tags ELSE list_append(e.tags, $value) END"
+    return _change(con, "tags", new, _IDS, values, user, batch_id)
+
+
+def remove_tag(
+    con, example_ids: list[int], tag: str, user: str | None = None, batch_id: int | None = None
+) -> int:
+    values = {"ids": [int(i) for i in example_ids], "value": tag}
+    return _change(
+        con, "tags", "list_filter(e.tags, lambda t: t <> $value)", _IDS, values, user, batch_id
     )
 
 
-def set_status(con, example_ids: list[int], status: str, user: str | None = None) -> int:
-    if status not in STATUSES:
-        raise ValueError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
-    return con.execute(
-        "UPDATE examples SET status = ?, updated_at = current_timestamp, updated_by = ? "
-        "WHERE id IN (SELECT unnest(?))",
-        [status, user, list(example_ids)],
-    ).fetchone()[0]
-
-
-def add_tag(con, example_ids: list[int], tag: str) -> int:
-    return con.execute(
-        "UPDATE examples SET tags = list_append(tags, ?) "
-        "WHERE id IN (SELECT unnest(?)) AND NOT list_contains(tags, ?)",
-        [tag, list(example_ids), tag],
-    ).fetchone()[0]
-
-
-def remove_tag(con, example_ids: list[int], tag: str) -> int:
-    return con.execute(
-        "UPDATE examples SET tags = list_filter(tags, t -> t <> ?) "
-        "WHERE id IN (SELECT unnest(?)) AND list_contains(tags, ?)",
-        [tag, list(example_ids), tag],
-    ).fetchone()[0]
+def restore_changes(
+    con, match: str, source_id: int, user: str | None, batch_id=None, note=None
+) -> int:
+    """Put back the `before` of the history rows whose `match` column (id or batch_id) is
+    `source_id`, on each example whose field still holds that row's `after` (a later change is
+    never overwritten). Each restore is itself a change. Returns how many were restored."""
+    assert match in ("id", "batch_id")
+    n = 0
+    for field in history.TRACKED:
+        rows = (
+            f"FROM example_history h WHERE h.{match} = $source AND h.field = '{field}' "
+            "AND h.example_id = e.id"
+        )
+        before = f"(SELECT {history.from_stored(field, 'arg_min_null(h.before, h.id)')} {rows})"
+        after = f"(SELECT arg_max_null(h.after, h.id) {rows})"
+        where = (
+            f"e.id IN (SELECT example_id FROM example_history WHERE {match} = $source "
+            f"AND field = '{field}') AND {history.as_stored(field, f'e.{field}')} "
+            f"IS NOT DISTINCT FROM {after}"
+        )
+        n += _change(con, field, before, where, {"source": source_id}, user, batch_id, note)
+    return n
 
 
 def examples_for_flags(con, batch_size: int = 5_000, since_id: int = 0):
@@ -209,14 +307,16 @@ def flag_counts(con) -> pd.DataFrame:
 
 
 def length_histogram(con, column: str, bins: int = 30) -> pd.DataFrame:
-    """Histogram computed in SQL: document words (`n_words`) or summary words."""
+    """Histogram computed in SQL: document words (`n_words`) or summary words; `words` is where
+    each bin starts and `width` its width."""
     expr = {"n_words": "d.n_words", "n_summary_words": "e.n_summary_words"}[column]
     return con.execute(
         f"""WITH v AS (SELECT {expr} AS x {_FROM} WHERE e.summary IS NOT NULL
                           OR '{column}' = 'n_words'),
                  r AS (SELECT greatest(1, ceil((max(x) - min(x) + 1) / {bins}))::INT AS w,
                               min(x) AS lo FROM v)
-            SELECT lo + floor((x - lo) / w)::INT * w AS words, count(*) AS examples
+            SELECT lo + floor((x - lo) / w)::INT * w AS words, any_value(w) AS width,
+                   count(*) AS examples
             FROM v, r GROUP BY 1 ORDER BY 1"""
     ).fetchdf()
 
@@ -228,7 +328,3 @@ def tags_in_use(con) -> list[str]:
             "SELECT DISTINCT unnest(tags) AS t FROM examples ORDER BY t"
         ).fetchall()
     ]
-
-
-def set_tags(con, example_id: int, tags: list[str]):
-    con.execute("UPDATE examples SET tags = ? WHERE id = ?", [sorted(set(tags)), example_id])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from store import history
+
 
 def documents_to_draft(
     con, only_missing: bool = True, source: str | None = None, limit: int | None = None
@@ -121,13 +123,30 @@ def add_review(
 def add_corrected_example(
     con, document_id: str, summary: str, draft_id: int, reviewer: str, content_hash: str
 ) -> int:
-    """A reviewer's correction becomes an accepted reference summary linked to its draft."""
-    return con.execute(
+    """A reviewer's correction becomes an accepted reference summary linked to its draft; its
+    history starts with a 'created' row naming the reviewer."""
+    example_id = con.execute(
         """INSERT INTO examples (document_id, summary, origin, source, status, content_hash,
                n_summary_words, parent_id, updated_by)
            VALUES (?, ?, 'human-corrected', 'review', 'accepted', ?, ?, ?, ?) RETURNING id""",
         [document_id, summary, content_hash, len(summary.split()), draft_id, reviewer],
     ).fetchone()[0]
+    history.record_created(con, example_id, summary, reviewer)
+    return example_id
+
+
+def recent_reviews(con, reviewer: str, limit: int = 5) -> pd.DataFrame:
+    """The reviewer's latest reviews, newest first, with the example a saved one became (its
+    summary and status now) and the history row of its creation."""
+    return con.execute(
+        """SELECT r.id, r.draft_id, r.action, r.rating, r.created_at, r.example_id,
+               e.summary, e.status,
+               (SELECT min(h.id) FROM example_history h WHERE h.example_id = r.example_id
+                AND h.field = 'created') AS created_change
+           FROM reviews r LEFT JOIN examples e ON e.id = r.example_id
+           WHERE r.reviewer = ? AND r.action <> 'skipped' ORDER BY r.id DESC LIMIT ?""",
+        [reviewer, limit],
+    ).fetchdf()
 
 
 def ratings_table(con) -> pd.DataFrame:

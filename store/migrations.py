@@ -261,4 +261,68 @@ def m004_evaluation(con):
     )
 
 
-MIGRATIONS = [m001_core, m002_labelling, m003_sweeps, m004_evaluation]
+def m005_history(con):
+    """Edit history and optimistic concurrency for examples. Every change to a summary, status
+    or tags records one row in `example_history` (who, when, before, after) and steps the
+    example's `version`; a save carries the version it started from and is refused over a newer
+    one. A bulk action groups its rows under one `example_batches` id, so it can be undone."""
+    # DuckDB cannot add a NOT NULL column to a table that an index depends on.
+    con.execute("DROP INDEX examples_document")
+    con.execute("ALTER TABLE examples ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+    con.execute("CREATE INDEX examples_document ON examples (document_id)")
+    con.execute("CREATE SEQUENCE batch_ids START 1")
+    con.execute(
+        """CREATE TABLE example_batches (
+            id BIGINT PRIMARY KEY DEFAULT nextval('batch_ids'),
+            action VARCHAR NOT NULL,          -- what was done, in words
+            username VARCHAR,
+            undo_of BIGINT,                   -- the batch this one undid
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )"""
+    )
+    con.execute("CREATE SEQUENCE history_ids START 1")
+    con.execute(
+        """CREATE TABLE example_history (
+            id BIGINT PRIMARY KEY DEFAULT nextval('history_ids'),
+            example_id BIGINT NOT NULL,
+            field VARCHAR NOT NULL,           -- summary | status | tags | created
+            before VARCHAR,                   -- tags as a sorted JSON list; NULL: no value
+            after VARCHAR,
+            username VARCHAR,
+            changed_at TIMESTAMP DEFAULT current_timestamp,
+            batch_id BIGINT,                  -- example_batches.id of a bulk action
+            note VARCHAR                      -- e.g. "revert of change 12"
+        )"""
+    )
+
+
+def m006_security(con):
+    """Accounts that can be disabled, server-side login sessions and the login attempts that
+    throttling counts. The browser's cookie holds a signed random token; only its SHA-256 is
+    stored, so a copy of the database logs nobody in. Times are Unix seconds (as in
+    run_events), which keeps expiry and backoff arithmetic plain."""
+    con.execute("ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE")
+    con.execute("ALTER TABLE users ADD COLUMN password_changed_at TIMESTAMP")
+    con.execute(
+        """CREATE TABLE sessions (
+            token_hash VARCHAR PRIMARY KEY,   -- SHA-256 of the cookie's token, hex
+            username VARCHAR NOT NULL,
+            client VARCHAR,                   -- the address it was started from
+            created DOUBLE NOT NULL,
+            last_seen DOUBLE NOT NULL,        -- idle expiry counts from here
+            expires DOUBLE NOT NULL,          -- absolute end, whatever the activity
+            revoked BOOLEAN NOT NULL DEFAULT FALSE
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE login_attempts (
+            tried_at DOUBLE NOT NULL,
+            username VARCHAR NOT NULL,        -- as typed: unknown names are throttled too
+            client VARCHAR NOT NULL,
+            ok BOOLEAN NOT NULL,
+            refused BOOLEAN NOT NULL DEFAULT FALSE  -- turned away by the backoff, unchecked
+        )"""
+    )
+
+
+MIGRATIONS = [m001_core, m002_labelling, m003_sweeps, m004_evaluation, m005_history, m006_security]

@@ -67,3 +67,20 @@ def run_events(con, run_id: str, kind: str | None = None) -> list[dict]:
         sql += " AND type = ?"
         params.append(kind)
     return [json.loads(r[0]) for r in con.execute(sql + " ORDER BY time", params).fetchall()]
+
+
+def latest_event(con, run_id: str, kind: str) -> dict | None:
+    """The newest event of one type: what a polling page reads instead of every event."""
+    row = con.execute(
+        "SELECT data FROM run_events WHERE run_id = ? AND type = ? ORDER BY time DESC LIMIT 1",
+        [run_id, kind],
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def active_runs(con) -> pd.DataFrame:
+    """Queued and running runs, oldest first (the order the queue starts them)."""
+    return con.execute(
+        "SELECT id, kind, state, created_by, created_at FROM runs "
+        "WHERE state IN ('queued', 'running') ORDER BY created_at, id"
+    ).fetchdf()

@@ -87,6 +87,31 @@ def set_setting(con, key: str, value: str):
     )
 
 
+def accepted_counts(con) -> dict:
+    """Accepted examples by side (train, validation, test) and those a training run leaves out:
+    accepted with a summary but no side (unsplit), accepted without a summary (no_summary); and
+    examples with a summary not accepted yet (not_accepted: pending or needing an edit)."""
+    row = con.execute(
+        """SELECT count(*) FILTER (accepted AND split = 'train'),
+                  count(*) FILTER (accepted AND split = 'validation'),
+                  count(*) FILTER (accepted AND split = 'test'),
+                  count(*) FILTER (accepted AND split IS NULL),
+                  count(*) FILTER (status = 'accepted' AND summary IS NULL),
+                  count(*) FILTER (summary IS NOT NULL AND status IN ('pending', 'needs-edit'))
+           FROM (SELECT *, status = 'accepted' AND summary IS NOT NULL AS accepted FROM examples)"""
+    ).fetchone()
+    keys = ("train", "validation", "test", "unsplit", "no_summary", "not_accepted")
+    return dict(zip(keys, (int(n) for n in row)))
+
+
+def is_test_locked(con) -> bool:
+    """True once a model has been evaluated (on a frozen copy of the test split) or the lock was
+    set by hand: from then on a full re-split is refused."""
+    if get_setting(con, TEST_LOCK) == "1":
+        return True
+    return con.execute("SELECT EXISTS (SELECT 1 FROM evaluations)").fetchone()[0]
+
+
 def count_unclustered(con) -> int:
     """Documents added since the last duplicate pass."""
     return con.execute("SELECT count(*) FROM documents WHERE cluster_id IS NULL").fetchone()[0]

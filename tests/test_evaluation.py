@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from engine import evaluation
+from engine import evaluation, jobs, scheduler
 from engine.generate import GenerationSettings
 from engine.registry import PRODUCTION, production_model, register_base
 from engine.sample import load_sample_if_empty
@@ -20,12 +20,15 @@ from store import runs as runs_store
 from store import splits as splits_store
 
 
-def wait_for(con, run_id, seconds=180):
+def wait_for(con, run_id, seconds=400):
+    """Tick the job queue as the app's background poller does, until the run has finished."""
     deadline = time.time() + seconds
-    while (state := evaluation.refresh_evaluation(con, run_id)).state in ("queued", "running"):
-        assert time.time() < deadline, "the evaluation did not finish"
+    while runs_store.get_run(con, run_id)["state"] in ("queued", "running"):
+        assert time.time() < deadline, "the run did not finish"
+        scheduler.tick(con)
         time.sleep(0.5)
-    return state
+    run = runs_store.get_run(con, run_id)
+    return jobs.RunState(run["state"], run["reason"], None)
 
 
 def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_model, monkeypatch):
@@ -161,10 +164,7 @@ def test_a_finished_training_run_evaluates_its_model_and_production_once(con, ho
         eval_samples=4,
     )
     run_id, _ = training.start_training(con, config, "tiny")
-    deadline = time.time() + 180
-    while (state := training.refresh_training(con, run_id)).state in ("queued", "running"):
-        assert time.time() < deadline, "training did not finish"
-        time.sleep(0.5)
+    state = wait_for(con, run_id)
     assert state.state == "succeeded", state.reason
     evaluations = evals_store.list_evaluations(con)
     assert sorted(evaluations["model_id"]) == sorted([run_id, "tiny"])

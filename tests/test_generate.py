@@ -182,7 +182,7 @@ def draft_lines(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "drafts.jsonl").read_text().splitlines()]
 
 
-def test_drafting_cancels_after_a_batch_and_resumes_with_the_rest(
+def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
     tiny_model_dir, tmp_path, monkeypatch
 ):
     run_dir = tmp_path / "run"
@@ -190,19 +190,20 @@ def test_drafting_cancels_after_a_batch_and_resumes_with_the_rest(
     drafted_per_call = []
     real_summarize = generate.summarize_batch
 
-    def counting(model, tokenizer, docs, settings, instruction):
+    def counting(model, tokenizer, docs, settings, instruction, on_step=None):
         drafted_per_call.append(len(docs))
-        if len(drafted_per_call) == 1:
-            (run_dir / "cancel").touch()  # the user presses Cancel during the first batch
-        return real_summarize(model, tokenizer, docs, settings, instruction)
+        if len(drafted_per_call) == 2:
+            (run_dir / "cancel").touch()  # the user presses Cancel during the second batch
+        return real_summarize(model, tokenizer, docs, settings, instruction, on_step=on_step)
 
     monkeypatch.setattr(generate, "summarize_batch", counting)
     assert draft.run_drafting(run_dir) == "cancelled"
     assert poll(run_dir).state == "cancelled"
-    assert drafted_per_call == [2] and len(draft_lines(run_dir)) == 2
+    # The second batch stopped at its next token and its incomplete drafts were dropped.
+    assert drafted_per_call == [2, 2] and len(draft_lines(run_dir)) == 2
 
     assert draft.run_drafting(run_dir) == "succeeded"
-    assert drafted_per_call == [2, 2, 2, 1]  # only the 5 documents left
+    assert drafted_per_call == [2, 2, 2, 2, 1]  # only the 5 documents left
     lines = draft_lines(run_dir)
     assert sorted(r["document_id"] for r in lines) == sorted(d["document_id"] for d in documents)
     assert all(r["model"] == "tiny" and r["prompt_version"] == 3 for r in lines)
@@ -210,9 +211,11 @@ def test_drafting_cancels_after_a_batch_and_resumes_with_the_rest(
     assert not any(r["truncated"] for r in lines)
     progress = [e for e in read_events(run_dir)[0] if e["type"] == "progress"]
     assert progress[-1]["done"] == progress[-1]["total"] == 7
+    assert {e["phase"] for e in progress} >= {"loading model", "generating"}
+    assert progress[-1]["eta_s"] == 0.0
 
     assert draft.run_drafting(run_dir) == "succeeded"  # nothing left: no model work
-    assert len(drafted_per_call) == 4
+    assert len(drafted_per_call) == 5
 
 
 def test_a_half_written_draft_line_is_dropped_on_resume(tmp_path):

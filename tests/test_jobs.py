@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from engine import jobs, runs
+from engine import jobs, runs, scheduler
 from store import runs as runs_store
 
 
@@ -49,7 +49,7 @@ def test_app_restart_reattaches_live_runs_and_fails_dead_ones(con, home):
         jobs.RunWriter(dead_dir).set_status("running", pid=2**22 + 12345)
         for run_id in (live_id, dead_id):
             runs_store.set_state(con, run_id, "running")
-        runs.reattach_all(con)  # what the app does when it starts again
+        scheduler.tick(con)  # what the app's poller does when it starts again
         assert runs_store.get_run(con, live_id)["state"] == "running"
         assert runs_store.run_events(con, live_id, "progress")[0]["done"] == 1
         dead = runs_store.get_run(con, dead_id)

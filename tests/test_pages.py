@@ -17,6 +17,7 @@ def app(home):
     """The app on a fresh install, after creating the admin account on the first visit."""
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.run()
+    at.text_input(key="login_setup_token").input((home / "setup-token").read_text())
     at.text_input(key="login_new_name").input("admin")
     at.text_input(key="login_new_password").input("correct horse")
     at.button[0].click().run()
@@ -36,9 +37,10 @@ def test_first_start_loads_the_sample_set(app):
     assert "examples" in app.sidebar.caption[0].value
 
 
-def test_data_page_imports_a_file_by_path(app, tmp_path):
+def test_data_page_imports_a_file_by_path(app, home):
+    (home / "imports").mkdir(exist_ok=True)  # the web app imports by path from there only
     path = write_jsonl(
-        tmp_path / "new.jsonl",
+        home / "imports" / "new.jsonl",
         [
             {
                 "text": "A brand new document about a forklift accident at a warehouse in 2024.",
@@ -54,8 +56,9 @@ def test_data_page_imports_a_file_by_path(app, tmp_path):
     assert ex.count_examples(open_store(), ex.ExampleFilter(sources=("new.jsonl",))) == 1
 
 
-def test_data_page_reports_a_bad_file_and_stores_nothing(app, tmp_path):
-    bad = tmp_path / "bad.jsonl"
+def test_data_page_reports_a_bad_file_and_stores_nothing(app, home):
+    (home / "imports").mkdir(exist_ok=True)
+    bad = home / "imports" / "bad.jsonl"
     bad.write_text('{"text": "fine", "summary": "ok"}\n{not json\n')
     before = ex.count_examples(open_store())
     app.switch_page("pages/data.py").run()
@@ -72,6 +75,10 @@ def test_curate_page_bulk_accepts_a_filter(app):
     app.selectbox(key="curate_bulk_status").set_value("accepted").run()
     app.button(key="curate_bulk_apply").click().run()
     assert not app.exception, app.exception
+    pending = ex.count_examples(open_store(), ex.ExampleFilter(statuses=("pending",)))
+    assert pending > 0 and f"Accept {pending:,} examples?" in app.warning[0].value  # asks first
+    next(b for b in app.button if b.label == "Confirm").click().run()
+    assert not app.exception, app.exception
     assert ex.count_examples(open_store(), ex.ExampleFilter(statuses=("pending",))) == 0
 
 
@@ -79,9 +86,9 @@ def test_curate_page_edits_a_summary(app):
     app.switch_page("pages/curate.py").run()
     example_id = int(ex.page_examples(open_store(), ex.ExampleFilter())["id"].iloc[5])
     app.number_input(key="curate_open").set_value(example_id).run()
-    app.text_area(key="curate_summary").input("A corrected summary.")
-    app.radio(key="curate_status").set_value("accepted")
-    app.button[-1].click().run()  # the form's Save button
+    app.text_area(key=f"curate_summary_{example_id}").input("A corrected summary.")
+    app.radio(key=f"curate_status_{example_id}").set_value("accepted")
+    app.button(key=f"FormSubmitter:curate_edit_{example_id}-Save").click().run()
     assert not app.exception, app.exception
     row = ex.get_example(open_store(), example_id)
     assert (row["summary"], row["status"]) == ("A corrected summary.", "accepted")
@@ -124,8 +131,9 @@ def test_review_page_saves_a_correction(app):
     )
     app.switch_page("pages/review.py").run()
     assert not app.exception, app.exception
-    app.text_area(key="review_summary").input("A reviewer's corrected summary.")
-    app.checkbox(key="review_faithful").check()
+    draft_id = con.execute("SELECT max(id) FROM drafts").fetchone()[0]
+    app.text_area(key=f"review_summary_{draft_id}").input("A reviewer's corrected summary.")
+    app.checkbox(key=f"review_faithful_{draft_id}").check()
     app.button[0].click().run()  # "Save as reference", the form's first button
     assert not app.exception, app.exception
     saved = ex.page_examples(con, ex.ExampleFilter(sources=("review",)))
@@ -176,7 +184,7 @@ def test_users_page_adds_a_reviewer(app):
     app.text_input(key="users_name").input("rita")
     app.text_input(key="users_password").input("reviewer pass")
     app.selectbox(key="users_role").set_value("reviewer")
-    app.button[-1].click().run()
+    app.button(key="users_add_submit").click().run()
     assert not app.exception, app.exception
     assert users.get_user(open_store(), "rita")["role"] == "reviewer"
 
@@ -185,7 +193,7 @@ def test_users_page_adds_a_reviewer(app):
 def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
     import time
 
-    from engine.labelling import refresh_drafting
+    from engine.scheduler import tick
     from store import runs as runs_store
 
     app.switch_page("pages/label.py").run()
@@ -197,7 +205,9 @@ def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
     con = open_store()
     (run_id,) = runs_store.list_runs(con, kind="draft")["id"]
     deadline = time.time() + 240
-    while refresh_drafting(con, run_id).state == "running" and time.time() < deadline:
+    while runs_store.get_run(con, run_id)["state"] in ("queued", "running"):
+        assert time.time() < deadline, "drafting did not finish"
+        tick(con)  # what the app's background poller does
         time.sleep(1)
     assert runs_store.get_run(con, run_id)["state"] == "succeeded"
     assert con.execute("SELECT count(*) FROM drafts WHERE run_id = ?", [run_id]).fetchone() == (2,)
@@ -219,7 +229,7 @@ def test_train_page_button_starts_a_run(app):
         config = jobs.read_json(Path(run_dir) / "config.json")
         assert config["method"] == "lora" and config["dataset_version"] == 1
         assert (Path(run_dir) / "train.jsonl").exists()
-        assert not (Path(run_dir) / "test.jsonl").read_text()  # the test split never travels
+        assert not (Path(run_dir) / "test.jsonl").exists()  # the test split never travels
     finally:
         runs.cancel_run(con, table["id"].iloc[0])
         jobs.request_cancel(table["run_dir"].iloc[0], grace_s=30)

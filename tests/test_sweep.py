@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import jobs, sweep, training
+from engine import jobs, scheduler, sweep, training
 from engine.registry import register_base
 from engine.sample import load_sample_if_empty
 from engine.train_config import TrainConfig
@@ -88,7 +88,7 @@ def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner
         assert time.time() < deadline, "the sweep did not finish"
         running = runs_store.list_runs(con, kind="train", states=("running",))
         assert len(running) <= 1  # one training at a time
-        training.refresh_all(con)
+        scheduler.tick(con)
         time.sleep(0.5)
 
     results = sweep.sweep_results(con, sweep_id)

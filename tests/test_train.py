@@ -301,3 +301,54 @@ def test_settings_that_leave_no_room_for_the_summaries_fail_with_a_clear_reason(
     run = make_run(tmp_path / "run", config, BILLS, WEATHER)
     assert train(run) == "failed"
     assert "No training example fits max_length 128" in status(run)["reason"]
+
+
+def test_an_example_whose_summary_cannot_fit_is_left_out_never_cut(tiny_model):
+    from engine.models import load_tokenizer
+    from engine.train_data import fit_examples
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    config = TrainConfig(instruction=INSTRUCTION, max_length=128, max_new_tokens=16)
+    records = [
+        training_record("A short bill.", "Its summary.", INSTRUCTION),
+        training_record("Another bill.", "A summary that goes on and on. " * 30, INSTRUCTION),
+    ]
+    examples, documents_cut, summaries_too_long = fit_examples(tokenizer, records, config)
+    assert (documents_cut, summaries_too_long) == (0, 1)
+    assert examples == [records[0]]  # the trainer never sees a summary it would have to cut
+
+
+def test_preflight_warns_when_most_training_documents_exceed_max_length():
+    config = TrainConfig(epochs=3, eval_every_steps=20, max_length=512)
+    lengths = [700] * 1800 + [300] * 200
+    warnings = preflight(config, 2000, 100, lengths)
+    assert len(warnings) == 1
+    assert "About 1800 of 2000 training documents (90%)" in warnings[0]
+    assert "max_length of about 768" in warnings[0]  # 700 rounded up to a multiple of 128
+    assert preflight(config, 2000, 100, [700] * 20 + [300] * 1980) == []  # 1%: normal
+
+
+def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeypatch):
+    from engine import training
+    from engine.sample import load_sample_if_empty
+    from store import registry as reg_store
+    from store import splits as splits_store
+
+    load_sample_if_empty(con)
+    reg_store.register_model(con, "base", "base", str(home / "no-model"))
+    monkeypatch.setattr(training.runs, "pump", lambda con: [])  # write the folder, start nothing
+    config = TrainConfig.from_dict(PRESETS["Quick (CPU demo)"])
+    run_id, warnings = training.start_training(con, config, "base")
+
+    run_dir = Path(con.execute("SELECT run_dir FROM runs WHERE id = ?", [run_id]).fetchone()[0])
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.json",
+        "train.jsonl",
+        "validation.jsonl",
+    ]
+    n_train, n_validation, n_test = splits_store.dataset_counts(con, config.dataset_version)
+    assert n_test > 0  # the dataset version has a test split; the run folder does not
+    for name, n in (("train", n_train), ("validation", n_validation)):
+        assert len((run_dir / f"{name}.jsonl").read_text().splitlines()) == n
+    # The sample's cases are ~300 words: at the Quick preset's 512 tokens nearly all are cut.
+    assert any(f"of {n_train} training documents" in w for w in warnings)

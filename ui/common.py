@@ -7,18 +7,17 @@ from it (a DuckDB connection is not thread-safe), so tests can point TUNELOOP_HO
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
 import store
-from engine.evaluation import ingest_evaluation
-from engine.labelling import ingest_drafts
 from engine.paths import db_path
-from engine.runs import reattach_all
 from engine.sample import load_sample_if_empty
-from engine.training import register_if_done
+from engine.scheduler import Poller
 from store import duplicates as dup_store
 from store import examples as examples_store
+from ui.jobs import sidebar_jobs_ui
 
 
 @st.cache_resource(show_spinner="Opening the Tuneloop store…")
@@ -26,11 +25,19 @@ def _connection(path: str):
     con = store.connect(path)
     if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
         load_sample_if_empty(con)
-    # Runs that outlived a previous app process: re-attach to live ones, fail dead ones.
-    reattach_all(
-        con, {"draft": ingest_drafts, "train": register_if_done, "eval": ingest_evaluation}
-    )
+    # The background poller ingests every run (re-attaching to runs that outlived a previous
+    # app process, failing dead ones) and starts queued ones, whether or not a page is open.
+    _pollers[path] = Poller(con).start()
     return con
+
+
+_pollers: dict[str, Poller] = {}
+
+
+def poller() -> Poller:
+    """The app's background poller (see engine/scheduler.py)."""
+    _connection(str(db_path()))
+    return _pollers[str(db_path())]
 
 
 def db():
@@ -45,6 +52,7 @@ def sidebar_status():
         clusters, _ = dup_store.count_clusters(con)
         st.caption(f"{n:,} examples · {clusters:,} duplicate clusters")
         st.caption(f"Data folder: `{db_path().parent}`")
+    sidebar_jobs_ui(db, poller)
 
 
 def progress_ui(label: str):
@@ -100,9 +108,33 @@ def generation_ui(prefix: str):
 
 
 def require(action: str):
-    """Stop the page for users whose role may not do `action`."""
+    """Stop the page for users whose role may not do `action` (and for nobody signed in).
+    The frame's gate already keeps such pages out of reach; this is the page's own check."""
     from engine.auth import can
 
-    if not can(st.session_state.get("user"), action):
-        st.error("Your account cannot do this: ask an admin.")
+    _run_inside_the_frame()
+    user = st.session_state.get("user")
+    if not can(user, action):
+        st.error("Please log in." if user is None else "Your account cannot do this: ask an admin.")
+        st.stop()
+
+
+def require_login():
+    """Stop the page unless someone is signed in (every page's first statement)."""
+    require("login")
+
+
+def _run_inside_the_frame():
+    """Until st.navigation has run once in this process, Streamlit runs a file under pages/ by
+    itself, without streamlit_app.py and its gate (the first request after a start may ask for
+    /curate; AppTest does it on every run). Then run the frame here instead (its navigation
+    resolves the same URL path, so this page runs inside it, or the login form does) and stop.
+    PagesManager's flag is Streamlit's own: st.navigation clears it the same way."""
+    import runpy
+
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(Path(__file__).parents[1] / "streamlit_app.py"), run_name="__main__")
         st.stop()

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import evaluation, runs
+from engine import evaluation
 from engine.highlight import diff_html
 from engine.registry import production_model
-from pages._ui import db
 from store import evals as evals_store
 from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
+from ui.common import db
+from ui.jobs import POLL_EVERY_S, job_ui
 
 
 def pick_ui(con) -> tuple[int | None, str, str]:
@@ -64,33 +65,26 @@ def settings_ui():
     return replace(evaluation.EVAL_SETTINGS, max_new_tokens=int(max_new))
 
 
-@st.fragment(run_every=3)
+@st.fragment(run_every=POLL_EVERY_S)
 def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, settings=None):
     """Each model's newest evaluation on the dataset, with a button to run a missing one and
-    live progress; reruns the page when both have finished (`ready` is what the page saw)."""
+    live progress; reruns the page when both have finished (`ready` is what the page saw).
+    Reads the store only: the background poller ingests the runs."""
     con = db()
-    evaluation.refresh_evaluations(con)
     evaluations = evals_store.list_evaluations(con, dataset)
     for side, model_id in zip("AB", models):
         table = evaluations[(evaluations["model_id"] == model_id) & (dataset is not None)]
         run = table.iloc[0] if not table.empty else None
-        cols = st.columns([5, 4, 2])
-        if run is None:
-            cols[0].write(f"**{side}: {model_id}** · not evaluated on this test split")
-        else:
-            cols[0].write(f"**{side}: {model_id}** · {run['state']} · `{run['run_id']}`")
-            progress = runs_store.run_events(con, run["run_id"], "progress")
-            if run["state"] == "running" and progress:
-                p = progress[-1]
-                cols[1].progress(p["done"] / max(p["total"], 1), f"{p['done']} / {p['total']}")
-            if run["state"] == "failed":
-                st.error(run["reason"])
         busy = run is not None and run["state"] in ("queued", "running")
-        label = "Cancel" if busy else ("Evaluate" if run is None else "Re-evaluate")
-        if cols[2].button(label, key=f"compare_eval_{side}"):
-            if busy:
-                runs.cancel_run(con, run["run_id"])
-            else:
+        if run is None:
+            st.write(f"**{side}: {model_id}** · not evaluated on this test split")
+        else:
+            st.write(f"**{side}: {model_id}**")
+            job = runs_store.get_run(con, run["run_id"])
+            job_ui(con, job, f"compare_{side}")
+        if not busy:
+            label = "Evaluate" if run is None else "Re-evaluate"
+            if st.button(label, key=f"compare_eval_{side}_{model_id}"):
                 try:
                     user = st.session_state["user"]["name"]
                     evaluation.start_evaluation(

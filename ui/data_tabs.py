@@ -4,47 +4,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import streamlit as st
 
+from engine.charts import count_bars, length_histogram
 from engine.clean import CleanSettings, diff_preview
 from engine.curation import clean_documents, import_file, preview_cleaning
 from engine.importers import ColumnMap, ImportProblem
-from engine.paths import data_dir
+from engine.paths import import_dirs, new_upload_folder, safe_file_name
 from engine.quality import FLAG_DESCRIPTIONS
-from engine.split import SplitSettings, split_examples
-from pages._ui import progress_ui
+from engine.split import (
+    SplitSettings,
+    last_split_settings,
+    split_examples,
+    training_data_summary,
+)
 from store import duplicates as dup_store
 from store import examples as examples_store
 from store import splits as splits_store
+from ui.common import progress_ui
+from ui.training_data import summary_ui
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "tsv", "parquet", "txt", "md", "pdf"]
 
 
 def _save_uploads(files) -> Path:
-    """Write uploads under the data folder: one table file as is, text/PDF files as a folder."""
-    folder = data_dir() / "uploads"
-    folder.mkdir(exist_ok=True)
-    if len(files) == 1 and Path(files[0].name).suffix.lstrip(".") not in ("txt", "md", "pdf"):
-        target = folder / Path(files[0].name).name
-        target.write_bytes(files[0].getbuffer())
-        return target
-    batch = folder / f"folder-{files[0].file_id}"
-    batch.mkdir(exist_ok=True)
+    """Write uploads to a fresh folder under <data>/uploads, each under a safe name: one table
+    file comes back as its path, text/PDF files (or several files) as the folder."""
+    folder, saved = new_upload_folder(), []
     for f in files:
-        (batch / Path(f.name).name).write_bytes(f.getbuffer())
-    return batch
+        name, n = safe_file_name(f.name), 1
+        while (folder / name).exists():  # two files of the same name in one upload
+            n += 1
+            name = f"{n}-{safe_file_name(f.name)}"
+        (folder / name).write_bytes(f.getbuffer())
+        saved.append(folder / name)
+    one_table = len(saved) == 1 and saved[0].suffix.lower() not in (".txt", ".md", ".pdf")
+    return saved[0] if one_table else folder
 
 
 def import_tab(con):
+    from engine.auth import can
+
+    user = st.session_state.get("user")
     st.caption(
         "JSONL, CSV/TSV, Parquet, a folder of .txt/.md/.pdf files (documents without summaries) "
         "or a Hugging Face dataset by name or saved folder. Re-importing adds no duplicates."
     )
     files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True)
-    path = st.text_input(
-        "…or a path on this machine / Hugging Face dataset name", key="data_import_path"
-    )
+    path = ""
+    if can(user, "import_path"):  # reading files on the server is for admins only
+        folders = ", ".join(f"`{d}`" for d in import_dirs())
+        path = st.text_input(
+            "…or a path in the import folders / a Hugging Face dataset name (owner/name)",
+            key="data_import_path",
+            help=f"Import folders: {folders}. The TUNELOOP_IMPORT_DIRS setting adds more.",
+        )
     with st.expander("Column mapping (auto-detected when blank)"):
         cols = st.columns(3)
         doc_col = cols[0].text_input("Document column", key="data_doc_col")
@@ -56,7 +70,7 @@ def import_tab(con):
         return
     mapping = ColumnMap(doc_col, sum_col or None, title_col or None) if doc_col else None
     source = _save_uploads(files) if files else path.strip()
-    name = files[0].name if files and len(files) == 1 else None
+    name = source.name if files and len(files) == 1 else None
     try:
         report = import_file(
             con,
@@ -66,6 +80,7 @@ def import_tab(con):
             source_name=name,
             status="accepted" if accept else "pending",
             progress=progress_ui("Importing…"),
+            user=user,
         )
     except ImportProblem as e:
         st.error(f"Nothing was imported. {e}")
@@ -127,52 +142,56 @@ def overview_tab(con):
     c[0].metric("Examples", f"{n:,}")
     c[1].metric("Accepted", f"{int(statuses.set_index('status')['n'].get('accepted', 0)):,}")
     c[2].metric("Flagged", f"{int(flags['n'].sum()) if not flags.empty else 0:,}")
-    c[3].metric("Duplicate clusters", f"{clusters:,}", f"{in_clusters:,} documents", "off")
+    c[3].metric("Duplicate clusters", f"{clusters:,}")
+    c[3].caption(f"{in_clusters:,} documents in them")  # a count, not a change: no delta arrow
     left, right = st.columns(2)
-    left.altair_chart(_bar(statuses, "status", "Examples by status"))
+    left.altair_chart(count_bars(statuses, "status", "Examples by status"))
     if not flags.empty:
         flags["meaning"] = flags["flag"].map(FLAG_DESCRIPTIONS)
-        right.altair_chart(_bar(flags, "flag", "Quality flags"))
+        right.altair_chart(count_bars(flags, "flag", "Quality flags"))
     for column, title in (("n_words", "Document length"), ("n_summary_words", "Summary length")):
         hist = examples_store.length_histogram(con, column)
-        chart = (
-            alt.Chart(hist, title=title)
-            .mark_bar()
-            .encode(x=alt.X("words:Q", title="words"), y=alt.Y("examples:Q"))
-        )
-        (left if column == "n_words" else right).altair_chart(chart)
-
-
-def _bar(df, column, title):
-    return (
-        alt.Chart(df, title=title)
-        .mark_bar()
-        .encode(
-            x=alt.X("n:Q", title="examples"),
-            y=alt.Y(f"{column}:N", sort="-x", title=None),
-            tooltip=list(df.columns),
-        )
-    )
+        if not hist.empty:
+            (left if column == "n_words" else right).altair_chart(length_histogram(hist, title))
 
 
 def split_tab(con):
     st.caption(
         "Whole duplicate clusters go to one side, so no near duplicate of a test document is "
-        "trained on. Already split examples keep their side."
+        "trained on. Splitting gives new examples a side (a new member of a cluster joins its "
+        "cluster's side); examples already split keep theirs."
     )
+    summary_box = st.container()  # drawn after the action below, so it shows the result
+    last = last_split_settings(con)
+    locked = splits_store.is_test_locked(con)
     with st.form("data_split_form"):
         c = st.columns(3)
-        seed = c[0].number_input("Seed", value=13, step=1)
-        val = c[1].number_input("Validation share", 0.0, 0.9, 0.1, 0.05)
-        test = c[2].number_input("Test share", 0.0, 0.9, 0.1, 0.05)
-        reset = st.checkbox("Re-split everything (refused once the test split is locked)")
-        if st.form_submit_button("Split"):
-            try:
-                counts = split_examples(con, SplitSettings(int(seed), val, test), reset)
-                st.success(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
-            except ValueError as e:
-                st.error(str(e))
-    st.dataframe(examples_store.counts_by(con, "split"), hide_index=True)
+        seed = c[0].number_input("Seed", value=last.seed, step=1, key="data_split_seed")
+        val = c[1].number_input(
+            "Validation share", 0.0, 0.9, last.validation, 0.05, key="data_split_validation"
+        )
+        test = c[2].number_input("Test share", 0.0, 0.9, last.test, 0.05, key="data_split_test")
+        reset = st.checkbox(
+            "Re-split everything"
+            + (" (refused: a model has been evaluated on the test split)" if locked else ""),
+            key="data_split_reset",
+            disabled=locked,
+        )
+        submitted = st.form_submit_button("Split")
+    if submitted:
+        before = training_data_summary(con)["unsplit"]
+        try:
+            counts = split_examples(con, SplitSettings(int(seed), val, test), reset)
+            st.success(
+                ("Re-split every example" if reset else f"{before:,} accepted examples got a side")
+                + ". Examples with a summary per side: "
+                + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                + "."
+            )
+        except ValueError as e:
+            st.error(str(e))
+    with summary_box:
+        summary_ui(training_data_summary(con))
     if st.button("Freeze and export a dataset version", key="data_export"):
         from engine.export import export_dataset
 

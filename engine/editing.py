@@ -1,0 +1,129 @@
+"""Editing examples without losing anyone's work: saves checked against the version they started
+from (optimistic concurrency), every change kept in history and revertible, bulk actions run as
+one batch that can be undone.
+
+The Curate and Review pages call these. Each runs in one transaction; a lock serialises them in
+the app's process (the only one that writes the store), so two saves that started from the same
+version cannot both pass the check.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from store import examples as examples_store
+from store import history as history_store
+from store import transaction
+
+_lock = threading.Lock()
+
+
+class StaleEdit(ValueError):
+    """The example changed after the editor opened it; nothing was saved. `current` is the
+    stored state (summary, status, tags, version, updated_by, updated_at)."""
+
+    def __init__(self, example_id: int, base_version: int, current: dict):
+        self.example_id, self.base_version, self.current = example_id, base_version, current
+        super().__init__(
+            f"Example {example_id} was changed by {current['updated_by'] or 'someone'} while you "
+            f"were editing it (it is now at version {current['version']}, you started from "
+            f"version {base_version}), so your edit was not saved. Compare the two versions, "
+            "then reload the latest or keep yours and save again."
+        )
+
+
+def save_example(
+    con,
+    example_id: int,
+    *,
+    summary: str | None,
+    status: str,
+    tags: list[str],
+    base_version: int,
+    user: str | None,
+) -> int:
+    """Save an editor's summary, status and tags over the version it started from. Raises
+    StaleEdit, changing nothing, when the example has moved on. Returns the new version (the
+    same one when nothing changed). An empty summary means "no reference yet"."""
+    summary = (summary or "").strip() or None
+    tags = sorted({t.strip() for t in tags if t.strip()})
+    with _lock, transaction(con):
+        current = examples_store.get_state(con, example_id)
+        if current is None:
+            raise ValueError(f"There is no example {example_id}.")
+        if current["version"] != base_version:
+            raise StaleEdit(example_id, base_version, current)
+        changes = {"summary": summary, "status": status, "tags": tags}
+        return examples_store.update_example(con, example_id, changes, user)
+
+
+def revert_change(con, history_id: int, user: str | None) -> str:
+    """Put a field back to what it was before change `history_id`; the revert is a change of
+    its own (recorded, version stepped). Reverting a creation rejects the example (it leaves
+    training but keeps its history). Refused when the field has changed since. Returns what was
+    done, in words."""
+    with _lock, transaction(con):
+        change = history_store.get_change(con, history_id)
+        if change is None:
+            raise ValueError(f"There is no change {history_id}.")
+        example_id, field = change["example_id"], change["field"]
+        state = examples_store.get_state(con, example_id)
+        if state is None:
+            raise ValueError(f"Example {example_id} no longer exists.")
+        note = f"revert of change {history_id}"
+        if field == "created":
+            if state["summary"] != change["after"] or state["status"] == "rejected":
+                raise ValueError(
+                    f"Example {example_id} has changed since it was created (it is "
+                    f"{state['status']} now): revert its later changes first."
+                )
+            examples_store.update_example(con, example_id, {"status": "rejected"}, user, note)
+            return f"Example {example_id} is rejected: it will not be trained on."
+        if history_store.current_value(con, example_id, field) != change["after"]:
+            raise ValueError(
+                f"The {field} of example {example_id} has changed since change {history_id}: "
+                "revert the later changes first (newest first), or edit it by hand."
+            )
+        examples_store.restore_changes(con, "id", history_id, user, note=note)
+        return f"The {field} of example {example_id} is back to what it was before."
+
+
+def bulk_set_status(con, example_ids: list[int], status: str, user: str | None) -> tuple[int, int]:
+    """Set the status of many examples as one bulk action. Returns (batch id, how many
+    changed)."""
+    with _lock, transaction(con):
+        batch = history_store.start_batch(
+            con, f"Set status {status} on {len(example_ids):,} examples", user
+        )
+        return batch, examples_store.set_status(con, example_ids, status, user, batch)
+
+
+def bulk_add_tag(con, example_ids: list[int], tag: str, user: str | None) -> tuple[int, int]:
+    """Tag many examples as one bulk action. Returns (batch id, how many were tagged)."""
+    tag = tag.strip()
+    if not tag:
+        raise ValueError("The tag is empty: type a tag to add.")
+    with _lock, transaction(con):
+        batch = history_store.start_batch(
+            con, f"Tag {len(example_ids):,} examples with {tag!r}", user
+        )
+        return batch, examples_store.add_tag(con, example_ids, tag, user, batch)
+
+
+def undo_batch(con, batch_id: int, user: str | None) -> tuple[int, int]:
+    """Undo a bulk action: each example it changed gets its previous value back, unless it has
+    changed since (that later change is kept). The undo is a bulk action of its own. Returns
+    (how many were restored, how many were left alone)."""
+    with _lock, transaction(con):
+        batch = history_store.get_batch(con, batch_id)
+        if batch is None:
+            raise ValueError(f"There is no bulk action {batch_id}.")
+        if batch["undone_by"] is not None:
+            raise ValueError(
+                f"Bulk action {batch_id} was already undone (by bulk action {batch['undone_by']})."
+            )
+        undo = history_store.start_batch(con, f"Undo: {batch['action']}", user, undo_of=batch_id)
+        restored = examples_store.restore_changes(
+            con, "batch_id", batch_id, user, undo, note=f"undo of bulk action {batch_id}"
+        )
+        return restored, batch["n"] - restored

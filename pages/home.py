@@ -1,0 +1,65 @@
+"""Home: what a new install holds, and the loop as a checklist: each step with live counts from
+the store, done or to do, the next action and a link to its page."""
+
+import streamlit as st
+
+from engine.auth import can
+from engine.overview import loop_status
+from ui.common import db, require_login
+
+require_login()
+con = db()
+user = st.session_state["user"]
+PAGE_TITLES = {
+    "pages/data.py": ("Data", "📥"),
+    "pages/duplicates.py": ("Duplicates", "👯"),
+    "pages/curate.py": ("Curate", "✍️"),
+    "pages/label.py": ("Label", "🏷️"),
+    "pages/review.py": ("Review", "⭐"),
+    "pages/train.py": ("Train", "🏋️"),
+    "pages/compare.py": ("Compare", "📊"),
+}
+
+st.title("Tuneloop")
+st.markdown(
+    "Turn a pile of documents into a fine-tuned summarization model you can trust: curate the "
+    "data, label what has no summary, train, compare with the model you started from, ship."
+)
+steps = loop_status(con)
+trained = next(s for s in steps if s["step"] == "Train")["done"]
+with st.expander("The sample set this install starts with", expanded=not trained):
+    st.markdown(
+        "**44 fictional personal-injury cases** (complaints, case summaries, settlement memos, "
+        "claim files, petitions), each with a 40–90-word reference summary that uses only facts "
+        "from its document; 4 have no summary yet, for the labelling loop. Some rows are "
+        "damaged on purpose so the curation tools have something to find: exact copies (the two "
+        "byte-identical ones merge on import, so the store starts with 42 documents), near "
+        "duplicates (an amended re-filing, reordered paragraphs, a changed header line), "
+        "running headers and footers, words hyphenated across lines, a line-number gutter, "
+        "curly quotes and ligatures, a blank page, a summary copied from its document and a "
+        "21-word file note.\n\n"
+        "On first start it was imported, cleaned and deduplicated, and the examples with a "
+        "summary and no quality flag were accepted and split; the duplicates are left for you "
+        "to resolve. Every person, court and amount is invented (Apache-2.0; details in "
+        "`engine/samples/README.md`). Import your own documents on the Data page at any time."
+    )
+
+allowed = [s for s in steps if s["action"] is None or can(user, s["action"])]
+upcoming = next((s for s in allowed if not s["done"]), None)
+if upcoming:
+    st.info(f"**Next: {upcoming['step']}.** {upcoming['next']}", icon="👉")
+else:
+    st.success("Every step of the loop is done. Import more data to go round again.", icon="✅")
+
+st.subheader("The loop")
+for number, step in enumerate(steps, 1):
+    with st.container(border=True):
+        name, detail, link = st.columns([2, 6, 2], vertical_alignment="center")
+        name.markdown(f"{'✅' if step['done'] else '⬜'} **{number}. {step['step']}**")
+        detail.markdown(step["counts"])
+        detail.caption(("Done. " if step["done"] else "To do: ") + step["next"])
+        if step in allowed:
+            title, icon = PAGE_TITLES[step["page"]]
+            link.page_link(step["page"], label=title, icon=icon)
+        else:
+            link.caption("An admin does this step.")

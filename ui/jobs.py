@@ -1,0 +1,89 @@
+"""How every page shows a background job: its state or place in the queue, the phase it is in
+with progress and an honest ETA, and Cancel / Resume buttons that work from any page. Pages only
+read the store here; the background poller (engine/scheduler.py) does the ingesting."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import runs
+from store import runs as runs_store
+
+POLL_EVERY_S = 3  # seconds between a page's looks at a running job
+
+
+def describe_progress(con, run_id: str) -> tuple[float, str]:
+    """(fraction done, "generating 5/14 · token 37/160 · about 40 s left") from the newest
+    progress event."""
+    p = runs_store.latest_event(con, run_id, "progress")
+    if not p:
+        return 0.0, "starting"
+    done, total = p.get("done", p.get("step", 0)), p.get("total", p.get("total_steps", 1))
+    text = f"{p.get('phase', 'working')} {done:,}/{total:,}"
+    if p.get("max_new_tokens") and p.get("step"):
+        text += f" · token {p['step']}/{p['max_new_tokens']}"
+    if p.get("eta_s") is not None:
+        text += f" · about {_duration(p['eta_s'])} left"
+    return min(1.0, done / max(total, 1)), text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def job_ui(con, run: dict, key: str, resumable: bool = False):
+    """One job: a line with its state, a progress bar, Cancel (queued or running) and, when
+    `resumable`, Resume (cancelled or failed)."""
+    run_id, state = run["id"], run["state"]
+    cols = st.columns([4, 5, 1])
+    cols[0].write(f"**{run_id}** · {state}")
+    if state == "queued":
+        position = runs.queue_position(con, run_id)
+        cols[1].caption(f"waiting: number {position} in the queue" if position else "waiting")
+    elif state == "running":
+        fraction, text = describe_progress(con, run_id)
+        cols[1].progress(fraction, text=text)
+    elif state == "failed" and run.get("reason"):
+        st.error(run["reason"])
+    elif run.get("reason"):
+        cols[1].caption(run["reason"])
+    if state in ("queued", "running"):
+        if cols[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
+            runs.cancel_run(con, run_id)
+            st.toast(f"Cancel requested for {run_id}.")
+    elif resumable and state in ("cancelled", "failed"):
+        if cols[2].button("Resume", key=f"{key}_resume_{run_id}"):
+            runs.resume(con, run_id)
+            st.toast(f"{run_id} queued again.")
+
+
+def sidebar_jobs_ui(con_factory, poller):
+    """The sidebar's live list of queued and running jobs, and a toast when one of this
+    session's jobs ends (reported by the background poller)."""
+
+    @st.fragment(run_every=POLL_EVERY_S)
+    def jobs_fragment():
+        con = con_factory()
+        active = runs_store.active_runs(con)
+        seen = st.session_state.setdefault("jobs_seen_finished", poller().n_finished)
+        finished, st.session_state["jobs_seen_finished"] = poller().finished_since(seen)
+        for run in finished:
+            icon = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}.get(run["state"], "ℹ️")
+            st.toast(f"{run['kind']} run {run['id']} {run['state']}.", icon=icon)
+        if active.empty:
+            st.caption("No jobs running.")
+            return
+        for run in active.itertuples():
+            if run.state == "running":
+                _, text = describe_progress(con, run.id)
+                st.caption(f"▶ {run.kind} · {text}")
+            else:
+                st.caption(f"⏳ {run.kind} · queued #{runs.queue_position(con, run.id)}")
+
+    with st.sidebar:
+        jobs_fragment()

@@ -20,7 +20,7 @@ PAGES = {
     "Curate": [
         ("pages/data.py", "Data", "📥", None),
         ("pages/curate.py", "Curate", "✍️", None),
-        ("pages/duplicates.py", "Duplicates", "👯", None),
+        ("pages/duplicates.py", "Duplicates", "👯", "duplicates"),
     ],
     "Label": [
         ("pages/chat.py", "Chat", "💬", None),
@@ -33,6 +33,7 @@ PAGES = {
     "Account": [
         ("pages/account.py", "My account", "🔑", None),
         ("pages/users.py", "Users", "👤", "users"),
+        ("pages/audit.py", "Audit log", "📜", "users"),
     ],
 }
 DEFAULT = "pages/home.py"

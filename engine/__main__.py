@@ -129,16 +129,17 @@ def cmd_users(con, args):
         auth.finish_setup(con, data_dir())  # the first account makes the setup token moot
         print(f"Added {args.name} ({args.role}).")
     elif args.action == "passwd":
-        auth.reset_password(con, None, args.name, _read_password(args))
+        auth.reset_password(con, auth.CONSOLE, args.name, _read_password(args))
         print(f"Changed {args.name}'s password; their sessions ended.")
     elif args.action in ("disable", "enable"):
-        auth.set_disabled(con, None, args.name, args.action == "disable")
+        auth.set_disabled(con, auth.CONSOLE, args.name, args.action == "disable")
         print(f"{args.action.capitalize()}d {args.name}.")
     elif args.action == "delete":
-        auth.delete_user(con, None, args.name)
+        auth.delete_user(con, auth.CONSOLE, args.name)
         print(f"Deleted {args.name}.")
     elif args.action == "logout":
-        print(f"Ended {auth.end_all_sessions(con, args.name)} session(s) of {args.name}.")
+        n = auth.log_out_user(con, auth.CONSOLE, args.name)
+        print(f"Ended {n} session(s) of {args.name}.")
 
 
 def cmd_draft(con, args):
@@ -312,9 +313,10 @@ def cmd_compare(con, args):
 
 
 def cmd_promote(con, args):
+    from engine.auth import CONSOLE
     from engine.evaluation import promote
 
-    evidence = promote(con, args.model, "cli", args.override_reason or "", args.dataset)
+    evidence = promote(con, args.model, CONSOLE, args.override_reason or "", args.dataset)
     if evidence:
         print(
             f"ROUGE-L against the previous production model: {evidence['difference']:+.4f} "

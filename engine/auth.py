@@ -35,6 +35,28 @@ from store import users as users_store
 
 # Reviewers never see which model wrote which summary (Compare), so blind A/B stays blind.
 ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote", "compare", "import_path")
+# What changes data in bulk, or trains and ships: admins only, checked by the engine functions
+# themselves (`check`), not only by the pages. What's left for reviewers: "login", "label",
+# "review", "edit" (one example), "vote", "chat".
+ADMIN_ONLY += ("bulk_edit", "duplicates", "split", "clean", "export", "evaluate")
+# The CLI's user: it runs as the machine's owner, who is trusted (and who can read the database
+# file anyway). One name for it everywhere (imports by any path, audit entries, promotions).
+CONSOLE = {"name": "console", "role": "admin"}
+# Words for refusals: "Your account cannot <…>".
+ACTION_WORDS = {
+    "import_path": "import by path or by dataset name (upload the files instead)",
+    "bulk_edit": "change examples in bulk or undo a bulk action",
+    "duplicates": "find or resolve duplicates",
+    "split": "split the examples",
+    "clean": "clean documents",
+    "export": "freeze or export a dataset version",
+    "train": "start training runs or sweeps",
+    "evaluate": "start evaluations",
+    "compare": "compare models or open a blind A/B review",
+    "promote": "promote a model to production",
+    "users": "manage accounts or read the audit log",
+    "delete": "delete data",
+}
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{2,40}$")
 MIN_PASSWORD = 8
 SETUP_TOKEN_FILE = "setup-token"
@@ -50,6 +72,11 @@ _SALT = "tuneloop-session"
 class AuthProblem(ValueError):
     """A message for people: why an account could not be created or changed, or a login
     failed."""
+
+
+class PermissionDenied(ValueError):
+    """The acting user's role may not do this (or nobody is signed in): a message for people.
+    Nothing was changed."""
 
 
 class TooManyAttempts(AuthProblem):
@@ -87,6 +114,23 @@ def can(user: dict | None, action: str) -> bool:
     if user is None:
         return False
     return user["role"] == "admin" or action not in ADMIN_ONLY
+
+
+def check(user: dict | None, action: str):
+    """Raise PermissionDenied unless `user` may do `action`. Engine functions that change data
+    call this first, with the acting user: the web app's signed-in user, or CONSOLE."""
+    if user is None:
+        raise PermissionDenied("Please log in first.")
+    if not can(user, action):
+        what = ACTION_WORDS.get(action, action.replace("_", " "))
+        raise PermissionDenied(f"Your account ({user['role']}) cannot {what}: ask an admin.")
+
+
+def on_behalf_of(name: str | None) -> dict:
+    """The app's own background work continuing an admin's action that was checked when it
+    started (a sweep's next trial, the evaluations after a training run): trusted like the
+    console, recorded under the name of the person who started it."""
+    return {"name": name or CONSOLE["name"], "role": "admin"}
 
 
 # --- first access -----------------------------------------------------------------------------
@@ -265,11 +309,14 @@ def change_password(con, name: str, current: str, new: str, keep_cookie: str | N
     end_all_sessions(con, name, keep_cookie)
 
 
-def _target(con, admin: str, name: str, what: str) -> dict:
+def _target(con, actor: dict | None, name: str, what: str) -> dict:
+    """The account an admin (or CONSOLE, the CLI) acts on, after the rules: admins only, never
+    yourself, never the last active admin."""
+    check(actor, "users")
     user = users_store.get_user(con, name)
     if user is None:
         raise AuthProblem(f"There is no user called {name!r}.")
-    if name == admin and what in ("disable", "delete"):
+    if name == actor["name"] and what in ("disable", "delete"):
         raise AuthProblem(f"You cannot {what} your own account.")
     last_admin = user["role"] == "admin" and not user["disabled"]
     if what in ("disable", "delete") and last_admin and users_store.count_active_admins(con) <= 1:
@@ -277,24 +324,30 @@ def _target(con, admin: str, name: str, what: str) -> dict:
     return user
 
 
-def reset_password(con, admin: str | None, name: str, new: str):
-    """An admin (or the CLI: admin None) sets a user's password; the user's sessions end."""
-    _target(con, admin, name, "reset")
+def reset_password(con, actor: dict | None, name: str, new: str):
+    """An admin sets a user's password; the user's sessions end."""
+    _target(con, actor, name, "reset")
     _check_new_password(new)
     users_store.set_password_hash(con, name, hash_password(new))
     end_all_sessions(con, name)
 
 
-def set_disabled(con, admin: str | None, name: str, disabled: bool):
+def set_disabled(con, actor: dict | None, name: str, disabled: bool):
     """Disable (sessions end, logins refused) or enable an account."""
-    _target(con, admin, name, "disable" if disabled else "enable")
+    _target(con, actor, name, "disable" if disabled else "enable")
     users_store.set_disabled(con, name, disabled)
     if disabled:
         end_all_sessions(con, name)
 
 
-def delete_user(con, admin: str | None, name: str):
+def log_out_user(con, actor: dict | None, name: str) -> int:
+    """An admin ends every session of a user; returns how many."""
+    _target(con, actor, name, "log out")
+    return end_all_sessions(con, name)
+
+
+def delete_user(con, actor: dict | None, name: str):
     """Delete an account (what it did stays, under its name); its sessions end."""
-    _target(con, admin, name, "delete")
+    _target(con, actor, name, "delete")
     end_all_sessions(con, name)
     users_store.delete_user(con, name)

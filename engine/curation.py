@@ -2,7 +2,9 @@
 
 Each function takes an open DuckDB connection (from `store.connect`) and does one job the Data
 and Duplicates pages and the CLI can start. Every write happens in one transaction, so a bad
-file or a crash leaves what was stored before untouched.
+file or a crash leaves what was stored before untouched. They take the acting user (CONSOLE for
+the CLI): anyone may import an upload, admins also by path; cleaning is for admins. Imports and
+cleanings go into the audit log.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 import pandas as pd
 import xxhash
 
+from engine.audit import record
+from engine.auth import CONSOLE, check
 from engine.clean import CleanSettings, clean_text, repeated_lines
-from engine.importers import CONSOLE, ColumnMap, ImportProblem, open_source
+from engine.importers import ColumnMap, ImportProblem, open_source
 from engine.quality import quality_flags
+from store import audit as audit_store
 from store import documents as docs_store
 from store import examples as examples_store
 from store import overview as overview_store
@@ -73,7 +78,7 @@ def import_file(
     source = source_name or Path(str(path)).name
     try:
         src = open_source(path, mapping, skip_bad_rows, user=user)
-        report = _store_records(con, src, source, status, progress, batch_size, check)
+        report = _store_records(con, src, source, status, progress, batch_size, check, user)
     except OSError as e:  # an unreadable file: permissions, a disk error
         raise ImportProblem(
             f"{source} could not be read ({e.strerror or type(e).__name__}). Check that the app "
@@ -83,10 +88,13 @@ def import_file(
     return report
 
 
-def _store_records(con, src, source: str, status, progress, batch_size, check) -> ImportReport:
+def _store_records(
+    con, src, source: str, status, progress, batch_size, check, user
+) -> ImportReport:
     """Store what `src` streams in one transaction: all of it, or nothing."""
     report = ImportReport(source=source)
     with transaction(con):
+        before = audit_store.store_counts(con)
         first_new = examples_store.max_example_id(con) + 1
         import_id = docs_store.start_import(con, source, src.kind)
         for records, done in src.batches(batch_size):
@@ -108,6 +116,20 @@ def _store_records(con, src, source: str, status, progress, batch_size, check) -
             report.n_new_documents,
             report.n_new_examples,
             len(report.skipped),
+        )
+        record(
+            con,
+            user,
+            "import",
+            source,
+            kind=src.kind,
+            status=status,
+            read=report.n_read,
+            new_documents=report.n_new_documents,
+            new_examples=report.n_new_examples,
+            skipped=len(report.skipped),
+            before=before,
+            after=audit_store.store_counts(con),
         )
     return report
 
@@ -156,9 +178,12 @@ class CleanReport:
     seconds: float
 
 
-def clean_documents(con, settings: CleanSettings = CleanSettings(), progress=None) -> CleanReport:
+def clean_documents(
+    con, settings: CleanSettings = CleanSettings(), progress=None, user: dict | None = CONSOLE
+) -> CleanReport:
     """Clean every document from its raw text (never from a previous cleaning), record a new
-    version where the text changed, then recompute quality flags."""
+    version where the text changed, then recompute quality flags. Admins only."""
+    check(user, "clean")
     started = time.perf_counter()
     total = docs_store.count_documents(con)
     repeats = _corpus_repeats(con)
@@ -177,6 +202,16 @@ def clean_documents(con, settings: CleanSettings = CleanSettings(), progress=Non
                 progress(done, total)
         refresh_flags(con)
         overview_store.record_cleaning(con)  # the Home page's "imported since the last cleaning"
+        record(
+            con,
+            user,
+            "clean",
+            "all documents",
+            settings=settings.key(),
+            documents=total,
+            changed=n_changed,
+            repeated_lines=len(repeats),
+        )
     return CleanReport(total, n_changed, len(repeats), time.perf_counter() - started)
 
 

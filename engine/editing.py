@@ -4,13 +4,18 @@ one batch that can be undone.
 
 The Curate and Review pages call these. Each runs in one transaction; a lock serialises them in
 the app's process (the only one that writes the store), so two saves that started from the same
-version cannot both pass the check.
+version cannot both pass the check. Each takes the acting user (a dict with name and role, as
+engine.auth signs in): anyone signed in may save or revert one example's change; bulk actions
+and their undo are for admins (`engine.auth.check`) and go into the audit log.
 """
 
 from __future__ import annotations
 
 import threading
 
+from engine.audit import record
+from engine.auth import check
+from store import audit as audit_store
 from store import examples as examples_store
 from store import history as history_store
 from store import transaction
@@ -40,11 +45,12 @@ def save_example(
     status: str,
     tags: list[str],
     base_version: int,
-    user: str | None,
+    user: dict | None,
 ) -> int:
     """Save an editor's summary, status and tags over the version it started from. Raises
     StaleEdit, changing nothing, when the example has moved on. Returns the new version (the
     same one when nothing changed). An empty summary means "no reference yet"."""
+    check(user, "edit")
     summary = (summary or "").strip() or None
     tags = sorted({t.strip() for t in tags if t.strip()})
     with _lock, transaction(con):
@@ -54,14 +60,16 @@ def save_example(
         if current["version"] != base_version:
             raise StaleEdit(example_id, base_version, current)
         changes = {"summary": summary, "status": status, "tags": tags}
-        return examples_store.update_example(con, example_id, changes, user)
+        return examples_store.update_example(con, example_id, changes, user["name"])
 
 
-def revert_change(con, history_id: int, user: str | None) -> str:
+def revert_change(con, history_id: int, user: dict | None) -> str:
     """Put a field back to what it was before change `history_id`; the revert is a change of
     its own (recorded, version stepped). Reverting a creation rejects the example (it leaves
     training but keeps its history). Refused when the field has changed since. Returns what was
     done, in words."""
+    check(user, "edit")
+    name = user["name"]
     with _lock, transaction(con):
         change = history_store.get_change(con, history_id)
         if change is None:
@@ -77,43 +85,72 @@ def revert_change(con, history_id: int, user: str | None) -> str:
                     f"Example {example_id} has changed since it was created (it is "
                     f"{state['status']} now): revert its later changes first."
                 )
-            examples_store.update_example(con, example_id, {"status": "rejected"}, user, note)
+            examples_store.update_example(con, example_id, {"status": "rejected"}, name, note)
             return f"Example {example_id} is rejected: it will not be trained on."
         if history_store.current_value(con, example_id, field) != change["after"]:
             raise ValueError(
                 f"The {field} of example {example_id} has changed since change {history_id}: "
                 "revert the later changes first (newest first), or edit it by hand."
             )
-        examples_store.restore_changes(con, "id", history_id, user, note=note)
+        examples_store.restore_changes(con, "id", history_id, name, note=note)
         return f"The {field} of example {example_id} is back to what it was before."
 
 
-def bulk_set_status(con, example_ids: list[int], status: str, user: str | None) -> tuple[int, int]:
-    """Set the status of many examples as one bulk action. Returns (batch id, how many
+def bulk_set_status(con, example_ids: list[int], status: str, user: dict | None) -> tuple[int, int]:
+    """Set the status of many examples as one bulk action (admins). Returns (batch id, how many
     changed)."""
+    check(user, "bulk_edit")
     with _lock, transaction(con):
+        before = audit_store.status_counts(con, example_ids)
         batch = history_store.start_batch(
-            con, f"Set status {status} on {len(example_ids):,} examples", user
+            con, f"Set status {status} on {len(example_ids):,} examples", user["name"]
         )
-        return batch, examples_store.set_status(con, example_ids, status, user, batch)
+        n = examples_store.set_status(con, example_ids, status, user["name"], batch)
+        after = audit_store.status_counts(con, example_ids)
+        record(
+            con,
+            user,
+            "bulk_status",
+            f"batch {batch}",
+            status=status,
+            examples=len(example_ids),
+            changed=n,
+            before=before,
+            after=after,
+        )
+        return batch, n
 
 
-def bulk_add_tag(con, example_ids: list[int], tag: str, user: str | None) -> tuple[int, int]:
-    """Tag many examples as one bulk action. Returns (batch id, how many were tagged)."""
+def bulk_add_tag(con, example_ids: list[int], tag: str, user: dict | None) -> tuple[int, int]:
+    """Tag many examples as one bulk action (admins). Returns (batch id, how many were
+    tagged)."""
+    check(user, "bulk_edit")
     tag = tag.strip()
     if not tag:
         raise ValueError("The tag is empty: type a tag to add.")
     with _lock, transaction(con):
         batch = history_store.start_batch(
-            con, f"Tag {len(example_ids):,} examples with {tag!r}", user
+            con, f"Tag {len(example_ids):,} examples with {tag!r}", user["name"]
         )
-        return batch, examples_store.add_tag(con, example_ids, tag, user, batch)
+        n = examples_store.add_tag(con, example_ids, tag, user["name"], batch)
+        record(
+            con,
+            user,
+            "bulk_tag",
+            f"batch {batch}",
+            tag=tag,
+            examples=len(example_ids),
+            before={"tagged": len(example_ids) - n},
+            after={"tagged": len(example_ids)},
+        )
+        return batch, n
 
 
-def undo_batch(con, batch_id: int, user: str | None) -> tuple[int, int]:
+def undo_batch(con, batch_id: int, user: dict | None) -> tuple[int, int]:
     """Undo a bulk action: each example it changed gets its previous value back, unless it has
     changed since (that later change is kept). The undo is a bulk action of its own. Returns
-    (how many were restored, how many were left alone)."""
+    (how many were restored, how many were left alone). Admins only."""
+    check(user, "bulk_edit")
     with _lock, transaction(con):
         batch = history_store.get_batch(con, batch_id)
         if batch is None:
@@ -122,8 +159,22 @@ def undo_batch(con, batch_id: int, user: str | None) -> tuple[int, int]:
             raise ValueError(
                 f"Bulk action {batch_id} was already undone (by bulk action {batch['undone_by']})."
             )
-        undo = history_store.start_batch(con, f"Undo: {batch['action']}", user, undo_of=batch_id)
+        name = user["name"]
+        before = audit_store.status_counts(con)
+        undo = history_store.start_batch(con, f"Undo: {batch['action']}", name, undo_of=batch_id)
         restored = examples_store.restore_changes(
-            con, "batch_id", batch_id, user, undo, note=f"undo of bulk action {batch_id}"
+            con, "batch_id", batch_id, name, undo, note=f"undo of bulk action {batch_id}"
+        )
+        record(
+            con,
+            user,
+            "undo",
+            f"batch {batch_id}",
+            undo_batch=undo,
+            undone=batch["action"],
+            restored=restored,
+            left_alone=batch["n"] - restored,
+            before=before,
+            after=audit_store.status_counts(con),
         )
         return restored, batch["n"] - restored

@@ -7,6 +7,8 @@ background poller (engine/scheduler.py) stores its per-document scores (`ingest_
 Two evaluations compare on the documents both scored (paired bootstrap). A model becomes the
 production model (what drafting, chat and serving use by default) only when it beats the
 current one on the same test documents, or with a recorded reason for overriding that rule.
+Starting evaluations and promoting are for admins (`engine.auth.check` on the acting user) and
+go into the audit log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from engine import evaluate, jobs, metrics, runs
+from engine.audit import record
+from engine.auth import CONSOLE, check
 from engine.draft import DraftConfig
 from engine.generate import GenerationSettings
 from engine.registry import PRODUCTION, current_prompt, production_model, resolve
@@ -74,9 +78,10 @@ def start_evaluation(
     settings: GenerationSettings = EVAL_SETTINGS,
     limit: int | None = None,
     semantic: bool = True,
-    user: str | None = None,
+    user: dict | None = CONSOLE,
 ) -> str:
     """Write the run folder (the test split only) and start the worker; returns the run id."""
+    check(user, "evaluate")
     ref = resolve(con, model_id)
     dataset_id = test_dataset(con, dataset_id)
     rows = splits_store.dataset_rows(con, dataset_id)
@@ -99,8 +104,18 @@ def start_evaluation(
     args = ["eval-worker", "{run_dir}"] + ([] if semantic else ["--no-semantic"])
     with runs.preparing():
         with transaction(con):
-            run_id, run_dir = runs.new_run(con, "eval", run_config, user, args)
+            run_id, run_dir = runs.new_run(con, "eval", run_config, user["name"], args)
             evals_store.add_evaluation(con, run_id, model_id, dataset_id, version, asdict(settings))
+            record(
+                con,
+                user,
+                "evaluate",
+                run_id,
+                model=model_id,
+                dataset=dataset_id,
+                documents=len(documents),
+                settings=asdict(settings),
+            )
         evaluate.write_eval_run(run_dir, config, documents)
         runs.pump(con)
     return run_id
@@ -235,13 +250,14 @@ def promotion_evidence(con, candidate_run: str, current_run: str) -> dict:
 def promote(
     con,
     model_id: str,
-    user: str | None = None,
+    user: dict | None = CONSOLE,
     override_reason: str = "",
     dataset_id: int | None = None,
 ) -> dict:
     """Make `model_id` the production model if it beats the current one on the test split of
     its newest evaluation's dataset; with an override reason, promote it regardless and record
-    why. Returns the evidence (None when there was none to compare)."""
+    why. Returns the evidence (None when there was none to compare). Admins only."""
+    check(user, "promote")
     resolve(con, model_id)  # a clear error for an unknown model
     current = production_model(con)
     if model_id == current:
@@ -279,6 +295,16 @@ def promote(
             current_run,
             evidence,
             override_reason or None,
+            user["name"],
+        )
+        record(
+            con,
             user,
+            "promote",
+            model_id,
+            before={"production": current},
+            after={"production": model_id},
+            evidence=evidence,
+            override_reason=override_reason,
         )
     return evidence

@@ -1,6 +1,7 @@
 """Export a frozen dataset version: chat-format prompt/completion JSONL and a Hugging Face
 dataset on disk (`datasets.load_from_disk(folder)`), one file per split that has examples (a
-training run's folder gets train and validation only: the test split never reaches training)."""
+training run's folder gets train and validation only: the test split never reaches training).
+Freezing and exporting from the Data page or the CLI is for admins, and audited."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.auth import CONSOLE
 from engine.prompts import DEFAULT_INSTRUCTION, training_record
 
 SPLITS = ("train", "validation", "test")
@@ -44,14 +46,24 @@ def export_rows(
     return counts
 
 
-def export_dataset(con, dataset_id: int | None = None, out_dir: Path | None = None, note: str = ""):
+def export_dataset(
+    con,
+    dataset_id: int | None = None,
+    out_dir: Path | None = None,
+    note: str = "",
+    user: dict | None = CONSOLE,
+):
     """Export a dataset version (freezing a new one from the accepted, split examples when no id
     is given). Returns (dataset_id, out_dir, counts per split)."""
+    from engine.audit import record
+    from engine.auth import check
     from engine.paths import exports_dir
     from store import splits as splits_store
     from store import transaction
 
-    if dataset_id is None:
+    check(user, "export")
+    frozen = dataset_id is None
+    if frozen:
         with transaction(con):
             dataset_id = splits_store.freeze_dataset(con, note)
     rows = splits_store.dataset_rows(con, dataset_id)
@@ -61,4 +73,14 @@ def export_dataset(con, dataset_id: int | None = None, out_dir: Path | None = No
             "(python -m engine split)."
         )
     out_dir = out_dir or exports_dir() / f"dataset-{dataset_id}"
-    return dataset_id, out_dir, export_rows(rows, Path(out_dir))
+    counts = export_rows(rows, Path(out_dir))
+    record(
+        con,
+        user,
+        "export",
+        f"dataset v{dataset_id}",
+        frozen=frozen,
+        out_dir=str(out_dir),
+        after=counts,
+    )
+    return dataset_id, out_dir, counts

@@ -35,9 +35,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.auth import CONSOLE  # the `user` of the CLI: any readable path
+
 MAX_BYTES = 512 * 1024 * 1024  # larger files are refused up front: split them
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # one line, record or text file; TUNELOOP_MAX_DOCUMENT_BYTES
-CONSOLE = {"name": "console", "role": "console"}  # the `user` of the CLI: any readable path
 DOCUMENT_NAMES = (
     "document", "text", "article", "body", "content", "source", "input", "bill_text", "full_text",
 )  # fmt: skip

@@ -31,8 +31,8 @@ def _step(step, page, done, counts, to_do, when_done, action=None) -> dict:
 
 def loop_status(con) -> list[dict]:
     """The checklist, in loop order: step, page (the script to link to), done, counts (one
-    line), next (one line: the next action), action (None, or the permission the page needs,
-    engine.auth.can: "train" or "compare")."""
+    line), next (one line: the next action), action (what the step needs, engine.auth.can:
+    "clean", "duplicates", "split", "train", "compare", "promote"; None: any user may)."""
     n_docs = docs_store.count_documents(con)
     cleaning = overview_store.cleaning_counts(con)
     clusters, in_clusters = dup_store.count_clusters(con)
@@ -82,6 +82,7 @@ def loop_status(con) -> list[dict]:
             f"{cleaning['not_cleaned']:,} imported since the last cleaning",
             "Preview and apply cleaning (Data → Clean).",
             "Nothing new to clean.",
+            "clean",
         ),
         _step(
             "Dedupe",
@@ -91,6 +92,7 @@ def loop_status(con) -> list[dict]:
             f"undecided; {unchecked:,} documents not checked yet",
             dedupe_to_do,
             "Every cluster keeps one example.",
+            "duplicates",
         ),
         _step(
             "Curate",
@@ -119,6 +121,7 @@ def loop_status(con) -> list[dict]:
             if sides["unsplit"]
             else "Accept examples with summaries, then split them.",
             "Every accepted example has its side.",
+            "split",
         ),
         _step(
             "Train",
@@ -146,6 +149,6 @@ def loop_status(con) -> list[dict]:
             f"Production model: {production}",
             "Promote a fine-tune that beats the base model on the test split.",
             "Promote the next fine-tune only when it beats this one.",
-            "compare",
+            "promote",
         ),
     ]

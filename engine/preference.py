@@ -6,7 +6,18 @@ on, with the two summaries in random order and nothing that says which model wro
 (`next_item`), and votes left, right or tie (`record_vote`). `win_rates` turns the votes into a
 win rate per model pair with a seeded bootstrap 95% CI; ties count half.
 
-Used by pages/blind.py and the Compare page.
+Opening and closing a pair is for admins (`engine.auth.check`, audited); anyone signed in votes.
+
+Staying blind: evaluation summaries are greedy (deterministic), so a reviewer who could ask
+each model of a pair for a greedy summary of the document in Chat would see which model wrote
+which. `chat_settings` therefore gives reviewers' Chat the production model only, always
+sampled (REVIEWER_CHAT: temperature 0.8, top p 0.95, settings not shown) from a freshly seeded
+generator; admins, who see Compare anyway, keep every model and setting. Drafting (Label) is
+the other way to make a model summarize a document: `draft_settings` gives reviewers the
+production model only, with the drafting defaults (REVIEWER_DRAFTS: a repetition penalty that
+evaluations never use, so a draft never equals an evaluation summary).
+
+Used by pages/blind.py, pages/chat.py and the Compare page.
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ import threading
 
 import pandas as pd
 
+from engine.audit import record
+from engine.auth import CONSOLE, PermissionDenied, can, check
+from engine.generate import GenerationSettings
 from engine.metrics import bootstrap_ci
 from store import evals as evals_store
 from store import preferences as pref_store
@@ -26,15 +40,22 @@ _COUNTS = ["votes", "a_wins", "b_wins", "ties", "b_win_rate", "low", "high"]
 # One process serves every reviewer: check-then-write of the open pairs and of a vote must not
 # interleave between two sessions.
 _lock = threading.Lock()
+# Reviewers' chat settings: sampled, so no greedy evaluation summary can be regenerated.
+REVIEWER_CHAT = GenerationSettings(
+    max_new_tokens=256, temperature=0.8, top_p=0.95, repetition_penalty=1.1
+)
+# Reviewers' drafting settings: the Label page's defaults; evaluations run without a penalty.
+REVIEWER_DRAFTS = GenerationSettings(max_new_tokens=160, repetition_penalty=1.1)
 
 
 def _canonical(run_a: str, run_b: str) -> tuple[str, str]:
     return (run_a, run_b) if run_a < run_b else (run_b, run_a)
 
 
-def open_pair(con, run_a: str, run_b: str) -> None:
+def open_pair(con, run_a: str, run_b: str, user: dict | None = CONSOLE) -> None:
     """Open two succeeded evaluations that share scored documents for blind voting (again is a
-    no-op)."""
+    no-op). Admins only."""
+    check(user, "compare")
     if run_a == run_b:
         raise ValueError("Pick two different evaluations to compare.")
     for run_id in (run_a, run_b):
@@ -56,13 +77,61 @@ def open_pair(con, run_a: str, run_b: str) -> None:
         pairs = pref_store.get_open_pairs(con)
         if pair not in pairs:
             pref_store.set_open_pairs(con, [*pairs, pair])
+            record(con, user, "open_pair", " vs ".join(pair), open_pairs=len(pairs) + 1)
 
 
-def close_pair(con, run_a: str, run_b: str) -> None:
-    """Stop handing out this pair; its votes stay."""
+def close_pair(con, run_a: str, run_b: str, user: dict | None = CONSOLE) -> None:
+    """Stop handing out this pair; its votes stay. Admins only."""
+    check(user, "compare")
     pair = _canonical(run_a, run_b)
     with _lock, transaction(con):
         pref_store.set_open_pairs(con, [p for p in pref_store.get_open_pairs(con) if p != pair])
+        record(con, user, "close_pair", " vs ".join(pair))
+
+
+def chat_settings(
+    con, user: dict | None, model_ids: list[str], settings: GenerationSettings
+) -> GenerationSettings:
+    """The settings `user` chats with `model_ids` under. Admins: as chosen. Reviewers: only the
+    production model (PermissionDenied for any other), with REVIEWER_CHAT whatever was asked,
+    from a freshly seeded generator (see the module's docstring: blind A/B stays blind)."""
+    check(user, "chat")
+    if can(user, "compare"):
+        return settings
+    _production_only(con, model_ids, "chats")
+    fresh_sampling_seed()
+    return REVIEWER_CHAT
+
+
+def draft_settings(
+    con, user: dict | None, model_id: str, settings: GenerationSettings | None
+) -> GenerationSettings:
+    """The settings `user` drafts with `model_id` under: admins as chosen; reviewers the
+    production model only (PermissionDenied for another) with REVIEWER_DRAFTS."""
+    check(user, "label")
+    if can(user, "compare"):
+        return settings or REVIEWER_DRAFTS
+    _production_only(con, [model_id], "drafts")
+    return REVIEWER_DRAFTS
+
+
+def _production_only(con, model_ids: list[str], verb: str):
+    from engine.registry import production_model
+
+    production = production_model(con)
+    if any(m != production for m in model_ids):
+        raise PermissionDenied(
+            f"Your account {verb} with the production model ({production}) only: ask an admin "
+            "to compare other models."
+        )
+
+
+def fresh_sampling_seed():
+    """Seed torch's generators from the operating system's randomness, so sampled replies
+    cannot be replayed by anyone who knows the process's history."""
+    import torch
+
+    torch.seed()
 
 
 def open_pairs(con) -> list[tuple[str, str]]:

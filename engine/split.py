@@ -6,8 +6,8 @@ a side joins that side, and new clusters are dealt (in a seeded, deterministic o
 furthest below its share of the whole. A full re-split is refused once a model has been evaluated
 on the test split; dataset versions are frozen copies, so an evaluated version never changes.
 
-`split_examples` does this in the store (also `python -m engine split`); `training_data_summary`
-says what a training run would use and what it would leave out.
+`split_examples` does this in the store (also `python -m engine split`; admins only, audited);
+`training_data_summary` says what a training run would use and what it would leave out.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import xxhash
+
+from engine.auth import CONSOLE
 
 PRIORITY = ("test", "validation", "train")  # when a cluster already spans sides, the first wins
 SETTINGS_KEY = "split.settings"  # setting: the last split's SplitSettings, reused by retrains
@@ -87,15 +89,21 @@ def last_split_settings(con) -> SplitSettings:
     return SplitSettings(**json.loads(saved)) if saved else SplitSettings()
 
 
-def split_examples(con, settings: SplitSettings | None = None, reset: bool = False) -> dict:
+def split_examples(
+    con, settings: SplitSettings | None = None, reset: bool = False, user: dict | None = CONSOLE
+) -> dict:
     """Give every eligible example without a side one, grouped by the current duplicate clusters
     (deduplicating first, with the last detection's settings, when documents were added since).
     Examples already split keep their side unless `reset`, which is refused once the test split
     is locked. `settings` default to the last split's. Returns examples per split."""
+    from engine.audit import record
+    from engine.auth import check
     from engine.duplicates import dedupe_documents, last_dedupe_settings
+    from store import audit as audit_store
     from store import splits as splits_store
     from store import transaction
 
+    check(user, "split")
     settings = settings or last_split_settings(con)
     if reset and splits_store.is_test_locked(con):
         raise ValueError(
@@ -103,14 +111,18 @@ def split_examples(con, settings: SplitSettings | None = None, reset: bool = Fal
             "would make old and new scores incomparable. Split without reset to add new data."
         )
     if splits_store.count_unclustered(con):
-        dedupe_documents(con, last_dedupe_settings(con))
+        dedupe_documents(con, last_dedupe_settings(con), user=user)
     units = splits_store.split_units(con)
     assigned = assign_splits(units, settings, keep=not reset)
     with transaction(con):
+        before = audit_store.split_counts(con)
         if reset:
             splits_store.clear_splits(con)
         splits_store.set_splits(con, assigned)
         splits_store.set_setting(con, SETTINGS_KEY, json.dumps(asdict(settings)))
+        after = audit_store.split_counts(con)
+        target = "re-split everything" if reset else "new examples"
+        record(con, user, "split", target, settings=asdict(settings), before=before, after=after)
     return assigned["split"].value_counts().reindex(PRIORITY[::-1], fill_value=0).to_dict()
 
 

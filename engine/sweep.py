@@ -10,7 +10,9 @@ All trials train on one frozen dataset version, so their losses compare. "grid" 
 product of the listed values in a seeded order; "tpe" is Optuna's TPE sampler (learning rate
 log-uniform between the smallest and largest listed, epochs and rank from the lists). The study
 is rebuilt from the finished trials in the store each time a trial is asked for, so a sweep
-survives an app restart and needs no Optuna storage of its own.
+survives an app restart and needs no Optuna storage of its own. Starting, cancelling and using a
+sweep is for admins (`engine.auth.check` on the acting user) and goes into the audit log; its
+later trials are queued on behalf of whoever started it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from engine import runs
+from engine.audit import record
+from engine.auth import CONSOLE, check, on_behalf_of
 from engine.train_config import TrainConfig
 from engine.training import (
     freeze_for_training,
@@ -136,9 +140,10 @@ def _within(distribution, value) -> bool:
 
 
 def start_sweep(
-    con, base: TrainConfig, base_model_id: str, space: SweepSpace, user: str | None = None
+    con, base: TrainConfig, base_model_id: str, space: SweepSpace, user: dict | None = CONSOLE
 ) -> str:
     """Freeze the data once, record the sweep and queue its first trial; returns the sweep id."""
+    check(user, "train")
     if base.method != "lora" and len(set(space.lora_ranks)) > 1:
         raise ValueError("LoRA ranks only apply to LoRA runs: list one rank for full fine-tuning.")
     dataset_id, n_train, n_validation = freeze_for_training(con, "sweep")
@@ -150,7 +155,17 @@ def start_sweep(
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with transaction(con):
         sweeps_store.add_sweep(
-            con, sweep_id, base_model_id, dataset_id, base.to_dict(), asdict(space), user
+            con, sweep_id, base_model_id, dataset_id, base.to_dict(), asdict(space), user["name"]
+        )
+        record(
+            con,
+            user,
+            "sweep",
+            sweep_id,
+            base_model=base_model_id,
+            dataset=dataset_id,
+            space=asdict(space),
+            planned_trials=space.planned_trials(),
         )
     advance_sweep(con, sweep_id)
     return sweep_id
@@ -192,7 +207,7 @@ def advance_sweep(con, sweep_id: str) -> str | None:
         con,
         config,
         sweep["base_model_id"],
-        sweep["created_by"],
+        on_behalf_of(sweep["created_by"]),  # checked when the sweep started
         note=f"{sweep_id} trial {len(trials) + 1}",
         dataset_id=int(sweep["dataset_id"]),
         extra={"sweep_id": sweep_id, "trial": len(trials) + 1, "sweep_params": params},
@@ -205,9 +220,11 @@ def advance_sweeps(con):
         advance_sweep(con, sweep_id)
 
 
-def cancel_sweep(con, sweep_id: str):
+def cancel_sweep(con, sweep_id: str, user: dict | None = CONSOLE):
     """Stop the sweep: no more trials, the pending one cancelled."""
+    check(user, "train")
     sweeps_store.set_sweep_state(con, sweep_id, "cancelled")
+    record(con, user, "cancel_sweep", sweep_id)
     trials = sweeps_store.sweep_trials(con, sweep_id)
     for run_id, state in trials[["id", "state"]].values:
         if state == "running":
@@ -245,12 +262,14 @@ def best_trial(con, sweep_id: str) -> dict | None:
     return results.loc[results["best val loss"].idxmin()].to_dict()
 
 
-def use_best(con, sweep_id: str) -> TrainConfig:
+def use_best(con, sweep_id: str, user: dict | None = CONSOLE) -> TrainConfig:
     """Make the best trial's settings the default of the next retrain; returns them."""
+    check(user, "train")
     best = best_trial(con, sweep_id)
     if best is None:
         raise ValueError("No trial of this sweep has finished with a validation loss yet.")
     sweep = sweeps_store.get_sweep(con, sweep_id)
     config = trial_config(TrainConfig.from_dict(json.loads(sweep["base_config"])), best)
     remember_good_config(con, config, sweep["base_model_id"])
+    record(con, user, "use_best", sweep_id, trial=int(best["trial"]), run=str(best["run"]))
     return config

@@ -5,7 +5,8 @@ folder (config.json + train/validation JSONL, never the test split) and queues t
 shared job queue (engine/runs.py). The background poller (engine/scheduler.py) ingests its
 events and, when it succeeds, `register_if_done` registers its model so Chat, drafting and
 evaluation can use it, and `evaluate_if_done` evaluates it. `retrain_latest` is the one-click
-"retrain with the latest accepted data" with the last good config.
+"retrain with the latest accepted data" with the last good config. Starting runs is for admins
+(`engine.auth.check` on the acting user) and goes into the audit log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from pathlib import Path
 
 from engine import jobs, runs
+from engine.audit import record
+from engine.auth import CONSOLE, check, on_behalf_of
 from engine.export import export_rows
 from engine.registry import current_prompt, resolve
 from engine.train_config import PRESETS, TrainConfig, preflight
@@ -65,7 +68,7 @@ def start_training(
     con,
     config: TrainConfig,
     base_model_id: str,
-    user: str | None = None,
+    user: dict | None = CONSOLE,
     note: str = "",
     dataset_id: int | None = None,
     extra: dict | None = None,
@@ -73,6 +76,7 @@ def start_training(
     """Write the run folder for a frozen dataset version (a new one by default) and queue it.
     `extra` goes into the run's stored config (a sweep's id and trial). Returns (run id,
     warnings)."""
+    check(user, "train")
     ref = resolve(con, base_model_id)
     if ref.adapter:
         raise ValueError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
@@ -90,21 +94,39 @@ def start_training(
     run_config = config.to_dict() | {"base_model_id": base_model_id} | (extra or {})
     with runs.preparing():
         run_id, run_dir = runs.new_run(
-            con, "train", run_config, user, ["train", "{run_dir}"], launcher=train_launcher()
+            con,
+            "train",
+            run_config,
+            user["name"],
+            ["train", "{run_dir}"],
+            launcher=train_launcher(),
         )
         export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
         (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
+        record(
+            con,
+            user,
+            "train",
+            run_id,
+            base_model=base_model_id,
+            dataset=dataset_id,
+            note=note,
+            sweep=(extra or {}).get("sweep_id"),
+            train=n_train,
+            validation=n_val,
+        )
         runs.pump(con)
     return run_id, warnings
 
 
-def retrain_latest(con, user: str | None = None) -> tuple[str, list[str]]:
+def retrain_latest(con, user: dict | None = CONSOLE) -> tuple[str, list[str]]:
     """One click: split new accepted examples (those already split keep their side), freeze the
     latest accepted data and train with the last good config."""
     from engine.registry import ensure_default_model
     from engine.split import split_examples
 
-    split_examples(con)  # incremental, never a reset: new data always reaches training
+    check(user, "train")
+    split_examples(con, user=user)  # incremental, never a reset: new data always reaches training
     saved = get_setting(con, GOOD_CONFIG)
     base = (
         json.loads(saved)["base_model_id"]
@@ -162,7 +184,8 @@ def evaluate_if_done(con, run_id: str) -> list[str]:
     for model_id in (run_id, production_model(con)):
         known = reg_store.get_model(con, model_id) is not None
         if known and not (done["model_id"] == model_id).any() and model_id not in started:
-            started[model_id] = start_evaluation(con, model_id, dataset_id, user=run["created_by"])
+            by = on_behalf_of(run["created_by"])  # the run's starter, checked when it started
+            started[model_id] = start_evaluation(con, model_id, dataset_id, user=by)
     return list(started.values())
 
 

@@ -1,34 +1,32 @@
 """Blind A/B: a test document and two models' summaries of it, in random order and unlabelled.
 Pick the better one or call a tie, with an optional reason. Nothing on this page says which
 model wrote which, before or after the vote (learning a model's style would unblind later
-votes); the win rates are on the Compare page. An admin opens comparisons there."""
+votes); the win rates are on the Compare page. An admin opens comparisons there. Documents and
+summaries show as plain text. Reviewers' Chat cannot regenerate these greedy summaries (it
+samples, with the production model only: engine/preference.py), so it cannot unblind a vote."""
 
 import streamlit as st
 
 from engine.preference import next_item, pending_count, record_vote
-from ui.common import db, require_login
 from store import preferences as pref_store
+from ui.common import db, require_login
+from ui.text import plain
 
 CHOICES = ("left", "right", "tie")
 
 
-def plain(text: str) -> str:
-    """Markdown that shows dollar amounts as written instead of as LaTeX."""
-    return text.replace("$", "\\$")
-
-
 def item_ui(item: dict):
     """The document, then the two summaries side by side as Summary 1 and Summary 2."""
-    st.subheader(item["title"] or "Untitled document")
+    st.subheader(plain(item["title"] or "Untitled document"))
     with st.container(height=360):
-        st.markdown(plain(item["document"]))
+        st.text(item["document"])
     columns = st.columns(2)
     for column, label, text in zip(
         columns, ("Summary 1", "Summary 2"), (item["left_summary"], item["right_summary"])
     ):
         with column.container(border=True):
             st.markdown(f"**{label}**")
-            st.markdown(plain(text))
+            st.text(text)
 
 
 def vote_ui() -> tuple[str | None, str]:

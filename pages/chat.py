@@ -1,17 +1,23 @@
 """Chat: talk to any registered model, or ask it to summarize a document from the store, pasted
-or uploaded. Tokens stream as they are generated; history is kept per user in the store."""
+or uploaded. Tokens stream as they are generated; history is kept per user in the store.
+Reviewers chat with the production model only, always sampled, settings hidden
+(engine.preference.chat_settings: blind A/B stays blind). Messages show as text; answers as
+Markdown without images."""
 
 import uuid
 
 import streamlit as st
 
+from engine.auth import can
 from engine.generate import stream_chat
+from engine.preference import chat_settings
 from engine.prompts import build_messages
-from engine.registry import current_prompt, resolve
+from engine.registry import current_prompt, ensure_default_model, production_model, resolve
 from store import chat as chat_store
 from store import examples as examples_store
 from store import registry as reg_store
 from ui.common import db, generation_ui, load_model_cached, model_ui, require_login
+from ui.text import no_remote_content, stream_markdown
 
 require_login()
 con = db()
@@ -44,11 +50,17 @@ with st.sidebar:
 conversation = st.session_state["chat_conversation"]
 
 c = st.columns(2)
-with c[0]:
-    model_a = model_ui(con, "Model", "chat_model")
-others = [m for m in reg_store.list_models(con)["id"] if m != model_a]
-model_b = c[1].selectbox("Side by side with (optional)", ["—", *others], key="chat_model_b")
-settings = generation_ui("chat")
+if can(st.session_state["user"], "compare"):  # admins: any model, side by side, any settings
+    with c[0]:
+        model_a = model_ui(con, "Model", "chat_model")
+    others = [m for m in reg_store.list_models(con)["id"] if m != model_a]
+    model_b = c[1].selectbox("Side by side with (optional)", ["—", *others], key="chat_model_b")
+    settings = generation_ui("chat")
+else:  # reviewers: the production model, sampled (see the docstring)
+    with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
+        ensure_default_model(con, progress=lambda msg: None)
+    model_a, model_b, settings = production_model(con), "—", None
+    c[0].caption(f"Model: {model_a} (the production model)")
 
 with st.expander("Summarize a document"):
     example_id = st.number_input("Example id from the store", 0, key="chat_example")
@@ -61,7 +73,9 @@ for m in history:
     with st.chat_message(m["role"]):
         if m["model_id"]:
             st.caption(m["model_id"])
-        st.markdown(m["content"])
+            st.markdown(no_remote_content(m["content"]))
+        else:
+            st.text(m["content"])
 
 prompt = st.chat_input("Message the model", key="chat_input")
 messages = None
@@ -86,16 +100,18 @@ elif prompt:
     messages.append({"role": "user", "content": prompt})
 
 if messages:
+    models = [model_a] + ([model_b] if model_b != "—" else [])
+    settings = chat_settings(con, st.session_state["user"], models, settings)
     chat_store.add_message(con, user, conversation, "user", messages[-1]["content"])
     with st.chat_message("user"):
-        st.markdown(messages[-1]["content"])
-    for model_id in [model_a] + ([model_b] if model_b != "—" else []):
+        st.text(messages[-1]["content"])
+    for model_id in models:
         ref = resolve(con, model_id)
         model, tokenizer = load_model_cached(ref.path, ref.adapter)
         with st.chat_message("assistant"):
             st.caption(model_id)
             try:
-                reply = st.write_stream(stream_chat(model, tokenizer, messages, settings))
+                reply = stream_markdown(st, stream_chat(model, tokenizer, messages, settings))
             except ValueError as e:
                 st.error(str(e))
                 continue

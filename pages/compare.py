@@ -9,6 +9,7 @@ from engine import charts
 from engine.evaluation import compare_runs, ready_pair
 from engine.preference import open_pair, win_rates, win_rates_by_reviewer
 from engine.report import comparison_html
+from ui.common import db, require
 from ui.compare import (
     document_ui,
     evaluations_ui,
@@ -17,7 +18,6 @@ from ui.compare import (
     settings_ui,
     summary_ui,
 )
-from ui.common import db, require
 
 require("compare")
 con = db()
@@ -71,7 +71,7 @@ with tabs[2]:
         st.dataframe(win_rates_by_reviewer(con), hide_index=True)
     if st.button("Open a blind A/B review of A and B", key="compare_blind"):
         try:
-            open_pair(con, *ready)
+            open_pair(con, *ready, user=st.session_state["user"])
             st.success("Reviewers now see this pair, unlabeled, on the Blind A/B page.")
         except ValueError as e:
             st.error(str(e))

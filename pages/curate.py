@@ -4,14 +4,16 @@ Pages through the store in SQL (50 rows at a time), so it stays fast with 100,00
 editor's widgets are keyed by the example's id, so opening another example never carries the
 last one's values over. A save carries the version the editor opened and is refused, showing
 both texts, when someone saved in between. Every change is in the example's history with a
-Revert; bulk actions ask for confirmation and can be undone. Actions run first, then the page
-is drawn again (st.rerun) so it shows what they stored.
+Revert; bulk actions (admins only) ask for confirmation and can be undone. Actions run first,
+then the page is drawn again (st.rerun) so it shows what they stored. Titles, summaries, tags and
+sources show as text, never as Markdown.
 """
 
 import hashlib
 
 import streamlit as st
 
+from engine.auth import can
 from engine.editing import (
     StaleEdit,
     bulk_add_tag,
@@ -24,6 +26,7 @@ from engine.quality import FLAG_DESCRIPTIONS
 from store import examples as ex
 from store import history
 from ui.common import db, require_login
+from ui.text import plain
 
 PAGE_SIZE = 50
 QUESTIONS = {
@@ -34,7 +37,7 @@ QUESTIONS = {
 }
 require_login()
 con = db()
-user = st.session_state["user"]["name"]
+user = st.session_state["user"]
 st.title("Curate")
 if flash := st.session_state.pop("curate_flash", None):
     st.toast(flash)
@@ -103,8 +106,8 @@ def confirm_ui(f: ex.ExampleFilter, chosen: dict):
         if n == 0 and key == repr(f):
             st.info("No examples match the filter: nothing to change.")
         return
-    question = QUESTIONS[value] if kind == "status" else "Tag {n:,} examples with {value!r}?"
-    st.warning(question.format(n=n, value=value))
+    question = QUESTIONS[value] if kind == "status" else "Tag {n:,} examples with {value}?"
+    st.warning(question.format(n=n, value=plain(repr(value))))
     digest = hashlib.sha1(repr(pending).encode()).hexdigest()[:12]
     c = st.columns([1, 1, 4])
     if c[0].button("Confirm", key=f"curate_bulk_confirm_{digest}", type="primary"):
@@ -117,7 +120,7 @@ def confirm_ui(f: ex.ExampleFilter, chosen: dict):
             batch, changed = bulk_set_status(con, ids, value, user)
             done(f"Bulk action {batch}: {changed:,} examples set to {value}.")
         batch, changed = bulk_add_tag(con, ids, value, user)
-        done(f"Bulk action {batch}: tagged {changed:,} examples with {value!r}.")
+        done(f"Bulk action {batch}: tagged {changed:,} examples with {plain(repr(value))}.")
     if c[1].button("Cancel", key="curate_bulk_cancel"):
         del st.session_state["curate_bulk_pending"]
         st.rerun()
@@ -132,7 +135,7 @@ def batches_ui():
         c = st.columns([6, 1])
         state = " · undone" if b.undone else ""
         when = f"{b.created_at:%d %b %H:%M}"
-        c[0].write(f"{b.id}. {b.action} · {b.n:,} changed · {b.username} · {when}{state}")
+        c[0].text(f"{b.id}. {b.action} · {b.n:,} changed · {b.username} · {when}{state}")
         if c[1].button("Undo", key=f"curate_undo_{b.id}", disabled=bool(b.undone)):
             try:
                 restored, left = undo_batch(con, int(b.id), user)
@@ -159,11 +162,11 @@ def editor_ui(example_id: int):
     reload = st.session_state.pop(f"curate_reload_{example_id}", False)
     if reload or f"curate_summary_{example_id}" not in st.session_state:
         load(example_id, state)  # the editor opens (or reloads): its widgets start from here
-    st.subheader(row["title"] or f"Example {example_id}")
+    st.subheader(plain(row["title"] or f"Example {example_id}"))
     flags = [FLAG_DESCRIPTIONS.get(f, f) for f in row["flags"]]
     st.caption(
         " · ".join(
-            [state["status"], f"split {row['split'] or '—'}", row["source"]]
+            [state["status"], f"split {row['split'] or '—'}", plain(row["source"])]
             + [f"version {state['version']}", *flags]
         )
     )
@@ -208,12 +211,13 @@ def conflict_ui(example_id: int, message: str, theirs: dict, yours: dict):
     """A refused save: both versions side by side, so nothing typed is lost."""
     st.error(message)
     c = st.columns(2)
-    c[0].markdown(f"**Theirs** (saved, version {theirs['version']} by {theirs['updated_by']})")
+    by = plain(theirs["updated_by"])
+    c[0].markdown(f"**Theirs** (saved, version {theirs['version']} by {by})")
     c[0].code(theirs["summary"] or "(no summary)", language=None, wrap_lines=True)
-    c[0].caption(f"{theirs['status']} · tags: {', '.join(theirs['tags']) or '—'}")
+    c[0].caption(plain(f"{theirs['status']} · tags: {', '.join(theirs['tags']) or '—'}"))
     c[1].markdown("**Yours** (not saved)")
     c[1].code(yours["summary"] or "(no summary)", language=None, wrap_lines=True)
-    c[1].caption(f"{yours['status']} · tags: {yours['tags'] or '—'}")
+    c[1].caption(plain(f"{yours['status']} · tags: {yours['tags'] or '—'}"))
     b = st.columns(2)
     if b[0].button("Reload the latest (drops yours)", key=f"curate_reload_latest_{example_id}"):
         del st.session_state[f"curate_conflict_{example_id}"]
@@ -231,8 +235,8 @@ def history_ui(example_id: int):
             c = st.columns([6, 1])
             note = f" · {h.note}" if isinstance(h.note, str) else ""
             c[0].markdown(
-                f"**{h.field}** · {h.username or '?'} · {h.changed_at:%Y-%m-%d %H:%M}{note}  \n"
-                f"{short(h.before)} → {short(h.after)}"
+                f"**{h.field}** · {plain(h.username or '?')} · {h.changed_at:%Y-%m-%d %H:%M}"
+                f"{plain(note)}  \n{short(h.before)} → {short(h.after)}"
             )
             help_ = "Reject the example (undo its creation)" if h.field == "created" else None
             if c[1].button("Revert", key=f"curate_revert_{h.id}", help=help_):
@@ -245,9 +249,10 @@ def history_ui(example_id: int):
 
 
 def short(value) -> str:
+    """A history value as inline code (which never renders Markdown), cut at 160 characters."""
     if not isinstance(value, str):
         return "*(none)*"
-    value = value.replace("`", "'")
+    value = " ".join(value.replace("`", "'").split())  # one line: a code span cannot hold more
     return f"`{value[:160]}{'…' if len(value) > 160 else ''}`"
 
 
@@ -263,7 +268,8 @@ picked = st.dataframe(
     selection_mode="single-row",
     key="curate_table",
 )
-bulk_ui(f, total)
+if can(user, "bulk_edit"):  # the engine refuses bulk actions to reviewers too
+    bulk_ui(f, total)
 chosen = picked.selection.rows if picked else []
 jump = st.number_input(
     "Open example id (0: the row selected above, else the first)", 0, key="curate_open"

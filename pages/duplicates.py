@@ -1,6 +1,6 @@
-"""Duplicates: find exact, near and semantic duplicates; review a cluster side by side with a
-diff and keep one, or resolve every cluster by a policy (after confirming how many examples that
-rejects). Each action reruns the page, so every count shows the state after it."""
+"""Duplicates (admins): find exact, near and semantic duplicates; review a cluster side by side
+with a diff and keep one, or resolve every cluster by a policy (after confirming how many
+examples that rejects). Each action reruns the page, so every count shows the state after it."""
 
 import difflib
 
@@ -15,11 +15,12 @@ from engine.duplicates import (
     resolve_cluster,
 )
 from store import duplicates as dup_store
-from ui.common import db, require_login
+from ui.common import db, require
+from ui.text import plain
 
-require_login()
+require("duplicates")
 con = db()
-user = st.session_state["user"]["name"]
+user = st.session_state["user"]
 st.title("Duplicates")
 
 with st.form("dup_detect"):
@@ -34,6 +35,7 @@ with st.form("dup_detect"):
                 DedupeSettings(
                     threshold=threshold, semantic=semantic, semantic_threshold=sem_threshold
                 ),
+                user=user,
             )
         st.success(
             f"{r.n_clusters:,} clusters holding {r.n_in_clusters:,} of "
@@ -74,7 +76,9 @@ members = dup_store.cluster_members(con, cluster_id)
 first = members["clean_text"].iloc[0]
 for col, (_, m) in zip(st.columns(len(members)), members.iterrows()):
     with col:
-        st.markdown(f"**Example {m['id']}** · {m['status']} · {m['source']} · {m['n_words']} words")
+        st.markdown(
+            f"**Example {m['id']}** · {m['status']} · {plain(m['source'])} · {m['n_words']} words"
+        )
         if col.button("Keep this, reject the rest", key=f"dup_keep_{m['id']}"):
             n = resolve_cluster(con, cluster_id, int(m["id"]), user)
             st.toast(f"Kept example {m['id']}, rejected {n:,} in this cluster.")

@@ -4,7 +4,10 @@ cancelled and resumed."""
 
 import streamlit as st
 
+from engine.auth import can
 from engine.labelling import start_drafting
+from engine.preference import draft_settings
+from engine.registry import ensure_default_model, production_model
 from store import labelling as label_store
 from store import runs as runs_store
 from ui.common import db, generation_ui, model_ui, require_login
@@ -21,8 +24,13 @@ if started := st.session_state.pop("label_started", None):
     st.toast(f"Queued {started}.")
 waiting = len(label_store.documents_to_draft(con))
 with st.form("label_start"):
-    model_id = model_ui(con, "Drafting model", "label_model")
-    settings = generation_ui("label")
+    if can(st.session_state["user"], "compare"):
+        model_id = model_ui(con, "Drafting model", "label_model")
+        settings = generation_ui("label")
+    else:  # reviewers draft with the production model, house settings (blind A/B stays blind)
+        ensure_default_model(con, progress=lambda msg: None)
+        model_id, settings = production_model(con), None
+        st.caption(f"Drafting model: {model_id} (the production model)")
     limit = st.number_input(
         f"How many of the {waiting:,} documents without a summary or draft (0 = all)",
         0,
@@ -31,6 +39,7 @@ with st.form("label_start"):
     )
     if st.form_submit_button("Start drafting", type="primary"):
         try:
+            settings = draft_settings(con, st.session_state["user"], model_id, settings)
             st.session_state["label_started"] = start_drafting(
                 con,
                 model_id,

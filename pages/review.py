@@ -12,6 +12,7 @@ from engine.highlight import source_sentences
 from engine.labelling import agreement, mark_unusable, next_draft, save_review, skip
 from store import labelling as label_store
 from ui.common import db, require_login
+from ui.text import plain
 
 require_login()
 con = db()
@@ -37,7 +38,7 @@ draft = next_draft(con, reviewer, int(overlap))
 if draft is None:
     st.info("Your queue is empty. Start a drafting run on the Label page to fill it.")
 else:
-    st.subheader(draft["title"] or f"Document {draft['document_id'][:12]}")
+    st.subheader(plain(draft["title"] or f"Document {draft['document_id'][:12]}"))
     trunc = (
         " · ⚠️ the document was truncated to fit the model's context" if draft["truncated"] else ""
     )
@@ -47,7 +48,7 @@ else:
     left, right = st.columns(2)
     with left.container(height=520):
         for sentence, used in source_sentences(draft["clean_text"], draft["summary"]):
-            st.markdown(f":orange-background[{sentence}]" if used else sentence)
+            st.markdown(f":orange-background[{plain(sentence)}]" if used else plain(sentence))
     draft_id = int(draft["id"])
     with right.form(f"review_form_{draft_id}"):
         summary = st.text_area(
@@ -89,7 +90,7 @@ with st.expander("Your recent reviews"):
         line = f"Draft {r.draft_id} · {r.action}{rated} · {r.created_at:%d %b %H:%M}"
         if not pd.isna(r.example_id):
             line += f" → example {int(r.example_id)} ({r.status}): {str(r.summary)[:120]}"
-        c[0].write(line)
+        c[0].text(line)
         if r.action == "saved" and not pd.isna(r.created_change) and r.status != "rejected":
             revert = c[1].button(
                 "Revert",
@@ -98,7 +99,7 @@ with st.expander("Your recent reviews"):
             )
             if revert:
                 try:
-                    done(revert_change(con, int(r.created_change), reviewer))
+                    done(revert_change(con, int(r.created_change), st.session_state["user"]))
                 except ValueError as e:
                     st.error(str(e))
 

@@ -18,7 +18,7 @@ from ui.training_data import training_data_ui
 
 require("train")
 con = db()
-user = st.session_state["user"]["name"]
+user = st.session_state["user"]
 st.title("Train")
 
 

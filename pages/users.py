@@ -10,14 +10,14 @@ from ui.common import db, require
 
 require("users")
 con = db()
-admin = st.session_state["user"]["name"]
+admin = st.session_state["user"]
 
 
 def act(done: str, fn, *args):
     """Do one account action, then redraw the page with its result (act first, then draw)."""
     try:
         fn(con, *args)
-    except auth.AuthProblem as e:
+    except (auth.AuthProblem, auth.PermissionDenied) as e:
         st.error(str(e))
         return
     st.session_state["users_done"] = done
@@ -47,7 +47,7 @@ if who:
     if not disabled and c[0].button("Disable", key="users_disable", help="Its sessions end."):
         act(f"Disabled {who}.", auth.set_disabled, admin, who, True)
     if c[1].button("Log out everywhere", key="users_logout"):
-        act(f"Logged {who} out everywhere.", auth.end_all_sessions, who)
+        act(f"Logged {who} out everywhere.", auth.log_out_user, admin, who)
     with c[2].popover("Delete"):
         st.write(f"Delete the account {who}? What it did stays, under its name.")
         if st.button(f"Delete {who}", type="primary", key="users_delete"):

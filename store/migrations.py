@@ -325,4 +325,30 @@ def m006_security(con):
     )
 
 
-MIGRATIONS = [m001_core, m002_labelling, m003_sweeps, m004_evaluation, m005_history, m006_security]
+
+def m007_audit(con):
+    """The audit log: who did which admin action (bulk changes, undo, duplicate resolution,
+    splits, cleaning, imports, exports, training, evaluation, promotion, account management),
+    when, on what, with the counts before and after as JSON."""
+    con.execute("CREATE SEQUENCE audit_ids START 1")
+    con.execute(
+        """CREATE TABLE audit_log (
+            id BIGINT PRIMARY KEY DEFAULT nextval('audit_ids'),
+            logged_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            username VARCHAR NOT NULL,        -- who acted ("console" for the CLI)
+            action VARCHAR NOT NULL,          -- engine.audit's action names: bulk_status, split…
+            target VARCHAR,                   -- what it acted on: a policy, a run, a model, a user
+            details VARCHAR                   -- JSON: settings, counts before and after
+        )"""
+    )
+
+
+MIGRATIONS = [
+    m001_core,
+    m002_labelling,
+    m003_sweeps,
+    m004_evaluation,
+    m005_history,
+    m006_security,
+    m007_audit,
+]

@@ -13,12 +13,17 @@ SECRET_KEY = "session_secret"
 
 
 def signing_secret(con, candidate: str) -> str:
-    """The install's cookie-signing secret: `candidate` the first time, the stored one after."""
-    con.execute(
-        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        [SECRET_KEY, candidate],
-    )
-    return con.execute("SELECT value FROM settings WHERE key = ?", [SECRET_KEY]).fetchone()[0]
+    """The install's cookie-signing secret: `candidate` the first time, the stored one after
+    (read on every request, so it writes only when there is none yet)."""
+    query = "SELECT value FROM settings WHERE key = ?"
+    row = con.execute(query, [SECRET_KEY]).fetchone()
+    if row is None:
+        con.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            [SECRET_KEY, candidate],
+        )
+        row = con.execute(query, [SECRET_KEY]).fetchone()
+    return row[0]
 
 
 def add_session(con, token_hash: str, username: str, client: str, now: float, expires: float):

@@ -19,6 +19,8 @@ from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
 
+ADA = {"name": "ada", "role": "admin"}  # the signed-in admin the pages pass
+
 
 def wait_for(con, run_id, seconds=400):
     """Tick the job queue as the app's background poller does, until the run has finished."""
@@ -129,14 +131,14 @@ def test_compare_reports_paired_differences_with_intervals(con):
 def test_promotion_refuses_a_worse_model_and_records_an_override(con):
     planted_store(con)
     with pytest.raises(ValueError, match="does not beat the production model base"):
-        evaluation.promote(con, "worse", "ada")
+        evaluation.promote(con, "worse", ADA)
     assert production_model(con) == "base"
     assert evals_store.list_promotions(con).empty
 
-    evidence = evaluation.promote(con, "better", "ada")
+    evidence = evaluation.promote(con, "better", ADA)
     assert evidence["beats"] and evidence["difference"] == pytest.approx(0.1)
     assert production_model(con) == "better"
-    evaluation.promote(con, "worse", "ada", override_reason="Shorter summaries, legal agreed")
+    evaluation.promote(con, "worse", ADA, override_reason="Shorter summaries, legal agreed")
     promotions = evals_store.list_promotions(con)
     assert production_model(con) == "worse"
     assert promotions["override_reason"].iloc[0] == "Shorter summaries, legal agreed"

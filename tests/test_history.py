@@ -28,12 +28,20 @@ def three(con):
     return con, [ids["a"], ids["b"], ids["c"]]
 
 
+ADMIN = {"name": "admin", "role": "admin"}
+
+
+def reviewer(name: str) -> dict:
+    """A signed-in reviewer, as the pages pass them to the engine."""
+    return {"name": name, "role": "reviewer"}
+
+
 def save(con, example_id, user="ann", base=None, **fields):
     state = ex.get_state(con, example_id)
     kwargs = {"summary": state["summary"], "status": state["status"], "tags": state["tags"]}
     kwargs.update(fields)
     base = state["version"] if base is None else base
-    return save_example(con, example_id, **kwargs, base_version=base, user=user)
+    return save_example(con, example_id, **kwargs, base_version=base, user=reviewer(user))
 
 
 def test_a_save_over_a_newer_version_is_refused_and_changes_nothing(three):
@@ -80,7 +88,7 @@ def test_revert_restores_before_and_is_itself_recorded(three):
     con, (a, _, c) = three
     save(con, a, summary="edited by ann", tags=["t1"])
     changes = history.example_history(con, a).set_index("field")["id"]
-    message = revert_change(con, int(changes["summary"]), "bob")
+    message = revert_change(con, int(changes["summary"]), reviewer("bob"))
     assert "summary" in message
     state = ex.get_state(con, a)
     assert (state["summary"], list(state["tags"]), state["version"]) == ("summary a", ["t1"], 3)
@@ -92,10 +100,10 @@ def test_revert_restores_before_and_is_itself_recorded(three):
         "bob",
     )
     assert newest["note"] == f"revert of change {changes['summary']}"
-    revert_change(con, int(changes["tags"]), "bob")
+    revert_change(con, int(changes["tags"]), reviewer("bob"))
     assert list(ex.get_state(con, a)["tags"]) == []
     save(con, c, summary="a summary for c")  # c had none: reverting puts back "none"
-    revert_change(con, int(history.example_history(con, c)["id"].iloc[0]), "bob")
+    revert_change(con, int(history.example_history(con, c)["id"].iloc[0]), reviewer("bob"))
     assert ex.get_state(con, c)["summary"] is None
 
 
@@ -105,7 +113,7 @@ def test_revert_is_refused_when_the_field_changed_since(three):
     first = int(history.example_history(con, a)["id"].iloc[0])
     save(con, a, status="needs-edit", user="rita")
     with pytest.raises(ValueError, match="has changed since change"):
-        revert_change(con, first, "bob")
+        revert_change(con, first, reviewer("bob"))
     assert ex.get_state(con, a)["status"] == "needs-edit"
     assert len(history.example_history(con, a)) == 2
 
@@ -114,7 +122,7 @@ def test_bulk_status_is_one_batch_and_undo_restores_each_previous_status(three):
     con, (a, b, c) = three
     ex.set_status(con, [a], "accepted")
     ex.set_status(con, [b], "needs-edit")
-    batch, n = bulk_set_status(con, [a, b, c], "rejected", "admin")
+    batch, n = bulk_set_status(con, [a, b, c], "rejected", ADMIN)
     assert n == 3
     rows = con.execute(
         "SELECT example_id, before, after FROM example_history WHERE batch_id = ?", [batch]
@@ -128,21 +136,21 @@ def test_bulk_status_is_one_batch_and_undo_restores_each_previous_status(three):
         {"id": batch, "n": 3, "undone": False}
     ]
     ex.set_status(con, [c], "accepted", "rita")  # changed since: undo must leave it alone
-    assert undo_batch(con, batch, "admin") == (2, 1)
+    assert undo_batch(con, batch, ADMIN) == (2, 1)
     status = {i: ex.get_state(con, i)["status"] for i in (a, b, c)}
     assert status == {a: "accepted", b: "needs-edit", c: "accepted"}
     assert history.recent_batches(con)["undone"].tolist() == [False, True]  # undo, then original
     with pytest.raises(ValueError, match="already undone"):
-        undo_batch(con, batch, "admin")
+        undo_batch(con, batch, ADMIN)
 
 
 def test_bulk_tag_and_its_undo(three):
     con, (a, b, _) = three
     ex.set_tags(con, a, ["keep", "short"])
-    batch, n = bulk_add_tag(con, [a, b], "short", "admin")
+    batch, n = bulk_add_tag(con, [a, b], "short", ADMIN)
     assert n == 1  # a had it already
     assert list(ex.get_state(con, b)["tags"]) == ["short"]
-    assert undo_batch(con, batch, "admin") == (1, 0)
+    assert undo_batch(con, batch, ADMIN) == (1, 0)
     assert list(ex.get_state(con, b)["tags"]) == []
     assert sorted(ex.get_state(con, a)["tags"]) == ["keep", "short"]
     assert ex.remove_tag(con, [a], "keep", "admin") == 1
@@ -152,7 +160,7 @@ def test_bulk_tag_and_its_undo(three):
 def test_a_bulk_action_that_fails_leaves_no_batch_and_no_history(three):
     con, ids = three
     with pytest.raises(ValueError, match="Unknown status"):
-        bulk_set_status(con, ids, "great", "admin")
+        bulk_set_status(con, ids, "great", ADMIN)
     assert history.recent_batches(con).empty
     assert con.execute("SELECT count(*) FROM example_history").fetchone() == (0,)
 
@@ -181,10 +189,10 @@ def test_a_review_save_records_a_created_entry_with_the_reviewer(three):
     )
     (recent,) = label_store.recent_reviews(con, "rita").to_dict("records")
     assert (recent["example_id"], recent["created_change"]) == (example_id, row["id"])
-    assert "rejected" in revert_change(con, row["id"], "rita")  # withdrawing a review
+    assert "rejected" in revert_change(con, row["id"], reviewer("rita"))  # withdrawing a review
     assert ex.get_state(con, example_id)["status"] == "rejected"
     with pytest.raises(ValueError, match="changed since it was created"):
-        revert_change(con, row["id"], "rita")
+        revert_change(con, row["id"], reviewer("rita"))
 
 
 def test_upgrade_to_m005_keeps_examples_at_version_1(monkeypatch):

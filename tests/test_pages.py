@@ -302,9 +302,9 @@ def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     assert evals_store.list_promotions(con)["model_id"].tolist() == ["tuned"]
 
     app.number_input(key="compare_max_new").set_value(64)
-    app.button(key="compare_eval_A").click().run()  # "Re-evaluate" A starts a real run
+    app.button(key=f"compare_eval_A_{base}").click().run()  # "Re-evaluate" A starts a run
     assert not app.exception, app.exception
-    started = runs_store.list_runs(con, kind="eval", states=("running",))
+    started = runs_store.list_runs(con, kind="eval", states=("queued", "running"))
     assert len(started) == 1
     generation = evals_store.get_evaluation(con, started["id"].iloc[0])["generation"]
     assert '"max_new_tokens": 64' in generation  # the page's settings reach the run

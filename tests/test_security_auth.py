@@ -4,6 +4,7 @@ throttled logins, sessions that survive reloads and end when revoked, account ma
 Engine-level tests run a fake clock; AppTests drive the app in-process; the browser tests start
 one server for the module and skip when Chromium is missing."""
 
+import ast
 import os
 import shutil
 import ssl
@@ -24,6 +25,7 @@ from tests.conftest import ROOT
 from tests.test_e2e import CHROMIUM, start_server, stop_server
 
 T0 = 1_000_000_000.0  # the fake clock's start
+ADA = {"name": "ada", "role": "admin"}
 
 
 @pytest.fixture
@@ -163,12 +165,12 @@ def test_unknown_names_take_as_long_as_known_ones(admin_con):
 def test_disabled_user_cannot_log_in_and_their_sessions_end(admin_con):
     con = admin_con
     cookie = auth.start_session(con, "rita")
-    auth.set_disabled(con, "ada", "rita", True)
+    auth.set_disabled(con, ADA, "rita", True)
     assert auth.session_user(con, cookie) is None
     with pytest.raises(AuthProblem, match="disabled"):
         auth.check_login(con, "rita", "reviewer pass")
     assert auth.check_login(con, "rita", "wrong") is None  # says nothing without the password
-    auth.set_disabled(con, "ada", "rita", False)
+    auth.set_disabled(con, ADA, "rita", False)
     assert auth.check_login(con, "rita", "reviewer pass")["name"] == "rita"
     assert auth.session_user(con, cookie) is None  # an ended session stays ended
 
@@ -226,18 +228,46 @@ def test_admin_rules_for_other_accounts(admin_con):
     con = admin_con
     for action in (auth.delete_user, lambda c, a, n: auth.set_disabled(c, a, n, True)):
         with pytest.raises(AuthProblem, match="your own"):
-            action(con, "ada", "ada")
+            action(con, ADA, "ada")
+    rita = {"name": "rita", "role": "reviewer"}
+    with pytest.raises(auth.PermissionDenied):
+        auth.set_disabled(con, rita, "ada", True)  # reviewers manage no accounts
     auth.create_user(con, "bob", "admin password", "admin")
-    auth.set_disabled(con, "ada", "bob", True)
+    auth.set_disabled(con, ADA, "bob", True)
     with pytest.raises(AuthProblem, match="last admin"):
-        auth.delete_user(con, None, "ada")  # bob is disabled: ada is the last active admin
+        auth.delete_user(con, auth.CONSOLE, "ada")  # bob is disabled: ada is the last active one
     cookie = auth.start_session(con, "rita")
-    auth.reset_password(con, "ada", "rita", "reset password")
+    auth.reset_password(con, ADA, "rita", "reset password")
     assert auth.session_user(con, cookie) is None
-    auth.delete_user(con, "ada", "rita")
+    cookie = auth.start_session(con, "rita")
+    assert auth.log_out_user(con, ADA, "rita") == 1 and auth.session_user(con, cookie) is None
+    auth.delete_user(con, ADA, "rita")
     assert users_store.get_user(con, "rita") is None
     with pytest.raises(AuthProblem, match="no user"):
-        auth.delete_user(con, "ada", "rita")
+        auth.delete_user(con, ADA, "rita")
+
+
+def test_every_page_checks_its_own_permission_first():
+    """Defence in depth: a page file run by itself (Streamlit does that with files under pages/
+    until st.navigation has run) stops unless someone allowed is signed in."""
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(node, (ast.Expr, ast.Assign)) and _is_literal(node.value):
+                continue  # the docstring, constants
+            call = node.value if isinstance(node, ast.Expr) else None
+            assert isinstance(call, ast.Call), f"{path.name}: {ast.unparse(node)[:60]}"
+            assert ast.unparse(call.func) in ("require", "require_login"), path.name
+            break
+
+
+def _is_literal(node) -> bool:
+    try:
+        ast.literal_eval(node)
+        return True
+    except ValueError:
+        return False
 
 
 # --- the app, in-process -------------------------------------------------------------------------
@@ -323,7 +353,9 @@ def test_account_page_changes_the_password(home, monkeypatch):
 
 # --- a real server -------------------------------------------------------------------------------
 
-PAGE_PATHS = ["", "data", "curate", "duplicates", "chat", "label", "review", "blind", "train"]
+# /curate first: the first request after a start is the one Streamlit would answer with the bare
+# page file, outside the frame (see ui/common.py _run_inside_the_frame).
+PAGE_PATHS = ["curate", "", "data", "duplicates", "chat", "label", "review", "blind", "train"]
 PAGE_PATHS += ["compare", "users", "home", "account"]
 
 
@@ -369,6 +401,7 @@ def test_browser_gate_setup_reload_and_deep_link(server, browser):
     logout = anonymous.get_by_role("button", name="Log out admin (admin)")
     expect(logout).to_be_visible(timeout=60_000)  # we landed on /account, where we were
     expect(anonymous.get_by_role("heading", name="My account")).to_be_visible()
+    expect(anonymous.get_by_role("button", name="Deploy")).to_have_count(0)  # viewer toolbar
     assert not (home / auth.SETUP_TOKEN_FILE).exists()
     anonymous.reload()  # the session survives a reload and a typed URL
     expect(logout).to_be_visible(timeout=60_000)

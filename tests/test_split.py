@@ -265,7 +265,7 @@ def test_one_click_retrain_splits_new_accepted_data_first(con, home, tmp_path, m
     new = import_accepted(con, tmp_path, fake_bills(100))
     assert accepted_unsplit(con) == 100
 
-    retrain_latest(con, "admin")
+    retrain_latest(con, {"name": "admin", "role": "admin"})
     assert accepted_unsplit(con) == 0
     dataset_id = int(splits.list_datasets(con)["id"].iloc[0])
     frozen = splits.dataset_rows(con, dataset_id)

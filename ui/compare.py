@@ -14,6 +14,7 @@ from store import runs as runs_store
 from store import splits as splits_store
 from ui.common import db
 from ui.jobs import POLL_EVERY_S, job_ui
+from ui.text import plain
 
 
 def pick_ui(con) -> tuple[int | None, str, str]:
@@ -86,7 +87,7 @@ def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, se
             label = "Evaluate" if run is None else "Re-evaluate"
             if st.button(label, key=f"compare_eval_{side}_{model_id}"):
                 try:
-                    user = st.session_state["user"]["name"]
+                    user = st.session_state["user"]
                     evaluation.start_evaluation(
                         con, model_id, dataset, settings or evaluation.EVAL_SETTINGS, user=user
                     )
@@ -130,14 +131,14 @@ def summary_ui(comparison: evaluation.Comparison):
 def document_ui(row, model_a: str, model_b: str):
     """One test document: the document, the reference, both summaries (words that do not line
     up with the reference marked) and their scores."""
-    st.subheader(row["title"] or f"Example {row['example_id']}")
+    st.subheader(plain(row["title"] or f"Example {row['example_id']}"))
     with st.expander("Document", expanded=False):
         st.text(row["document"])
     c = st.columns(3)
     c[0].markdown("**Reference**")
-    c[0].write(row["reference"])
+    c[0].text(row["reference"])
     for col, side, model in ((c[1], "a", model_a), (c[2], "b", model_b)):
-        col.markdown(f"**{side.upper()}: {model}**")
+        col.markdown(f"**{side.upper()}: {plain(model)}**")
         col.html(f"<div>{diff_html(row[f'summary_{side}'], row['reference'])}</div>")
         facts = row[f"unsupported_{side}"]
         col.caption(
@@ -158,7 +159,7 @@ def promote_ui(con, model_b: str):
         reason = st.text_input("Override reason (only to promote without beating it)")
         if st.form_submit_button(f"Promote {model_b} to production"):
             try:
-                evaluation.promote(con, model_b, st.session_state["user"]["name"], reason)
+                evaluation.promote(con, model_b, st.session_state["user"], reason)
                 st.success(f"{model_b} is now the production model.")
             except ValueError as e:
                 st.error(str(e))

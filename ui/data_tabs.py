@@ -22,6 +22,7 @@ from store import duplicates as dup_store
 from store import examples as examples_store
 from store import splits as splits_store
 from ui.common import progress_ui
+from ui.text import plain
 from ui.training_data import summary_ui
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "tsv", "parquet", "txt", "md", "pdf"]
@@ -83,9 +84,9 @@ def import_tab(con):
             user=user,
         )
     except ImportProblem as e:
-        st.error(f"Nothing was imported. {e}")
+        st.error(f"Nothing was imported. {plain(e)}")
         return
-    st.success(report.message())
+    st.success(plain(report.message()))
 
 
 def _settings_ui() -> CleanSettings:
@@ -118,7 +119,9 @@ def clean_tab(con):
                 lines = diff_preview(p["before"], p["after"])
                 st.code("\n".join(op + " " + line for op, line in lines), language="diff")
     if right.button("Apply cleaning", type="primary", key="data_clean_apply"):
-        report = clean_documents(con, settings, progress=progress_ui("Cleaning…"))
+        report = clean_documents(
+            con, settings, progress=progress_ui("Cleaning…"), user=st.session_state["user"]
+        )
         st.success(
             f"{report.n_changed:,} of {report.n_documents:,} documents changed "
             f"({report.n_repeated_lines} repeated header/footer lines found across documents)."
@@ -181,7 +184,8 @@ def split_tab(con):
     if submitted:
         before = training_data_summary(con)["unsplit"]
         try:
-            counts = split_examples(con, SplitSettings(int(seed), val, test), reset)
+            settings = SplitSettings(int(seed), val, test)
+            counts = split_examples(con, settings, reset, user=st.session_state["user"])
             st.success(
                 ("Re-split every example" if reset else f"{before:,} accepted examples got a side")
                 + ". Examples with a summary per side: "
@@ -196,7 +200,7 @@ def split_tab(con):
         from engine.export import export_dataset
 
         try:
-            dataset_id, out, counts = export_dataset(con)
+            dataset_id, out, counts = export_dataset(con, user=st.session_state["user"])
             st.success(f"Dataset version {dataset_id} written to `{out}`: {counts}")
         except ValueError as e:
             st.error(str(e))

@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine import runs
 from store import runs as runs_store
+from ui.text import plain
 
 POLL_EVERY_S = 3  # seconds between a page's looks at a running job
 
@@ -49,9 +50,9 @@ def job_ui(con, run: dict, key: str, resumable: bool = False):
         fraction, text = describe_progress(con, run_id)
         cols[1].progress(fraction, text=text)
     elif state == "failed" and run.get("reason"):
-        st.error(run["reason"])
+        st.error(plain(run["reason"]))  # a log tail may quote documents
     elif run.get("reason"):
-        cols[1].caption(run["reason"])
+        cols[1].caption(plain(run["reason"]))
     if state in ("queued", "running"):
         if cols[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
             runs.cancel_run(con, run_id)

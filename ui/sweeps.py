@@ -15,7 +15,7 @@ def _numbers(text: str, cast=float) -> list:
     return [cast(v) for v in text.replace(" ", "").split(",") if v]
 
 
-def sweeps_ui(con, user: str, base_model: str, base: TrainConfig | None):
+def sweeps_ui(con, user: dict, base_model: str, base: TrainConfig | None):
     st.subheader("Hyperparameter sweeps")
     with st.expander("New sweep"):
         st.caption(
@@ -81,12 +81,12 @@ def sweeps_ui(con, user: str, base_model: str, base: TrainConfig | None):
     c = st.columns(2)
     best = best_trial(con, sweep_id)
     if best and c[0].button("Use best for the next retrain", key="sweep_use_best"):
-        config = use_best(con, sweep_id)
+        config = use_best(con, sweep_id, user)
         st.success(
             f"The next retrain uses learning rate {config.learning_rate:g}, {config.epochs:g} "
             f"epochs, LoRA rank {config.lora_r} (trial {best['trial']})."
         )
     state = sweeps.set_index("id").loc[sweep_id, "state"]
     if state == "running" and c[1].button("Cancel sweep", key="sweep_cancel"):
-        cancel_sweep(con, sweep_id)
+        cancel_sweep(con, sweep_id, user)
         st.rerun()

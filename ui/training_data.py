@@ -55,7 +55,7 @@ def training_data_ui(con, key: str = "train_split_now") -> dict:
     )
     summary_ui(summary)
     if summary["unsplit"] and st.button("Split now", key=key, type="primary"):
-        split_examples(con)
+        split_examples(con, user=st.session_state["user"])
         st.toast(f"Split {summary['unsplit']:,} new accepted examples; the others kept their side.")
         st.rerun()
     return summary

@@ -15,6 +15,7 @@ python -m engine sweep [--trials 6] [--use-best]
 python -m engine eval [--model ID] [--dataset N]     (runs the evaluation worker, then ingests)
 python -m engine compare [RUN_A RUN_B | --models A B] [--report out.html]
 python -m engine promote MODEL [--override-reason TEXT]
+python -m engine export-model MODEL OUT [--archive] [--push-to-hub OWNER/NAME]
 python -m engine jobs list|run|cancel [RUN_ID]       (the job queue, as the app's poller runs it)
 """
 
@@ -422,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override-reason", help="promote without beating it, and record why")
     p.add_argument("--dataset", type=int)
     p.set_defaults(run=cmd_promote)
+    from engine import model_export
+
+    model_export.add_cli(sub)
     return parser
 
 

@@ -38,6 +38,7 @@ ACTIONS = {
     "open_pair": "opened a blind A/B review",
     "close_pair": "closed a blind A/B review",
     "promote": "promoted a model to production",
+    "export_model": "exported a model (merged weights and a model card)",
     "user_add": "added an account",
     "user_disable": "disabled an account",
     "user_enable": "enabled an account",

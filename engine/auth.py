@@ -30,6 +30,7 @@ from pathlib import Path
 
 import bcrypt
 
+from engine.audit import record
 from store import sessions as sessions_store
 from store import users as users_store
 
@@ -39,6 +40,7 @@ ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote", "compare", "impor
 # themselves (`check`), not only by the pages. What's left for reviewers: "login", "label",
 # "review", "edit" (one example), "vote", "chat".
 ADMIN_ONLY += ("bulk_edit", "duplicates", "split", "clean", "export", "evaluate")
+ADMIN_ONLY += ("export_model",)  # the weights and the model card leave the app
 # The CLI's user: it runs as the machine's owner, who is trusted (and who can read the database
 # file anyway). One name for it everywhere (imports by any path, audit entries, promotions).
 CONSOLE = {"name": "console", "role": "admin"}
@@ -104,9 +106,14 @@ def _check_new_account(con, name: str, password: str, role: str):
         raise AuthProblem(f"There is already a user called {name!r}.")
 
 
-def create_user(con, name: str, password: str, role: str = "reviewer"):
+def create_user(
+    con, name: str, password: str, role: str = "reviewer", actor: dict | None = CONSOLE
+):
+    """Add an account; `actor`: the admin adding it (CONSOLE: the CLI). Audited."""
+    check(actor, "users")
     _check_new_account(con, name, password, role)
     users_store.add_user(con, name, hash_password(password), role)
+    record(con, actor, "user_add", name, role=role)
 
 
 def can(user: dict | None, action: str) -> bool:
@@ -166,6 +173,7 @@ def create_first_admin(con, folder: Path, token: str, name: str, password: str) 
     if not users_store.add_first_admin(con, name, hash_password(password)):
         raise AuthProblem("The admin account already exists: log in instead.")
     finish_setup(con, folder)
+    record(con, name, "user_add", name, role="admin", with_setup_token=True)
     return {"name": name, "role": "admin"}
 
 
@@ -329,25 +337,28 @@ def reset_password(con, actor: dict | None, name: str, new: str):
     _target(con, actor, name, "reset")
     _check_new_password(new)
     users_store.set_password_hash(con, name, hash_password(new))
-    end_all_sessions(con, name)
+    record(con, actor, "user_password", name, sessions_ended=end_all_sessions(con, name))
 
 
 def set_disabled(con, actor: dict | None, name: str, disabled: bool):
     """Disable (sessions end, logins refused) or enable an account."""
     _target(con, actor, name, "disable" if disabled else "enable")
     users_store.set_disabled(con, name, disabled)
-    if disabled:
-        end_all_sessions(con, name)
+    ended = end_all_sessions(con, name) if disabled else 0
+    record(con, actor, "user_disable" if disabled else "user_enable", name, sessions_ended=ended)
 
 
 def log_out_user(con, actor: dict | None, name: str) -> int:
     """An admin ends every session of a user; returns how many."""
     _target(con, actor, name, "log out")
-    return end_all_sessions(con, name)
+    ended = end_all_sessions(con, name)
+    record(con, actor, "user_logout", name, sessions_ended=ended)
+    return ended
 
 
 def delete_user(con, actor: dict | None, name: str):
     """Delete an account (what it did stays, under its name); its sessions end."""
-    _target(con, actor, name, "delete")
-    end_all_sessions(con, name)
+    user = _target(con, actor, name, "delete")
+    ended = end_all_sessions(con, name)
     users_store.delete_user(con, name)
+    record(con, actor, "user_delete", name, role=user["role"], sessions_ended=ended)

@@ -15,6 +15,7 @@ def load_sample_if_empty(con) -> bool:
     """Import, clean, deduplicate and split the sample set into an empty store, accepting the
     examples that have a summary and no quality flag (duplicates are left for the Duplicates
     page to resolve; the split keeps each cluster on one side). True if it did."""
+    from engine.auth import CONSOLE
     from engine.curation import clean_documents, import_file
     from engine.duplicates import dedupe_documents
     from engine.split import split_examples
@@ -26,6 +27,7 @@ def load_sample_if_empty(con) -> bool:
     clean_documents(con)
     dedupe_documents(con)
     clean = examples_store.ExampleFilter(has_summary=True, flag="none")
-    examples_store.set_status(con, examples_store.ids_where(con, clean), "accepted", "tuneloop")
+    accepted = examples_store.ids_where(con, clean)
+    examples_store.set_status(con, accepted, "accepted", CONSOLE["name"])  # the install itself
     split_examples(con)
     return True

@@ -33,7 +33,9 @@ with st.form("users_add", clear_on_submit=True):
     password = c[1].text_input("Password (8+ characters)", type="password", key="users_password")
     role = c[2].selectbox("Role", users_store.ROLES[::-1], key="users_role")
     if st.form_submit_button("Add user", type="primary", key="users_add_submit"):
-        act(f"Added {name.strip()} ({role}).", auth.create_user, name.strip(), password, role)
+        act(
+            f"Added {name.strip()} ({role}).", auth.create_user, name.strip(), password, role, admin
+        )
 accounts = auth.list_accounts(con)
 st.dataframe(accounts, hide_index=True)
 

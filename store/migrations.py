@@ -325,7 +325,6 @@ def m006_security(con):
     )
 
 
-
 def m007_audit(con):
     """The audit log: who did which admin action (bulk changes, undo, duplicate resolution,
     splits, cleaning, imports, exports, training, evaluation, promotion, account management),

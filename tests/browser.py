@@ -47,8 +47,16 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "correct horse battery"  # every journey user's
 START_S = 120  # seconds a server may take to answer its health check (2 busy cores)
-RERUN_MS = 60_000  # how long a test waits for a rerun's visible effect
+RERUN_MS = 60_000  # how long a test waits for a rerun's visible effect (2 busy cores)
 SIGNED_IN = re.compile(r"^Log out ")  # the sidebar button every signed-in page shows
+
+
+def expect(target):
+    """Playwright's `expect`, waiting as long as a rerun may take on 2 busy cores."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=RERUN_MS)
+    return playwright_expect(target)
 
 
 def free_port() -> int:
@@ -149,13 +157,11 @@ class App:
 
     def log_in(self, name: str, path: str = "", password: str = PASSWORD):
         """A new browser context (its own cookies) on `path`, logged in through the form."""
-        from playwright.sync_api import expect
-
         page = self.browser.new_context().new_page()
         page.set_default_timeout(RERUN_MS)
         page.goto(f"{self.url}/{path}")
         fill_login(page, name, password)
-        expect(page.get_by_role("button", name=SIGNED_IN)).to_be_visible(timeout=RERUN_MS)
+        expect(page.get_by_role("button", name=SIGNED_IN)).to_be_visible()
         self.pages.append((page, name))
         return page
 
@@ -176,16 +182,14 @@ class App:
                 self._reopen(page, name, url)
 
     def _reopen(self, page, name: str, url: str):
-        from playwright.sync_api import expect
-
         page.goto(url)
         signed_in = page.get_by_role("button", name=SIGNED_IN)
         login = page.get_by_role("button", name="Log in")
-        expect(signed_in.or_(login)).to_be_visible(timeout=RERUN_MS)
+        expect(signed_in.or_(login)).to_be_visible()
         if not signed_in.is_visible():
             self.relogins += 1
             fill_login(page, name, PASSWORD)
-            expect(signed_in).to_be_visible(timeout=RERUN_MS)
+            expect(signed_in).to_be_visible()
 
 
 def fill_login(page, name: str, password: str):
@@ -195,9 +199,45 @@ def fill_login(page, name: str, password: str):
     page.get_by_role("button", name="Log in").click()
 
 
-def open_page(page, title: str):
-    """Follow a sidebar navigation link and wait until the page's title heading shows."""
-    from playwright.sync_api import expect
+# --- doing what a person does ----------------------------------------------------------------
 
-    page.get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=RERUN_MS)
+
+def go_to(page, link: str, title: str | None = None):
+    """Follow a link of the sidebar's navigation and wait for the page's title (`link` unless
+    the page is titled otherwise)."""
+    page.get_by_role("navigation", name="App pages").get_by_role(
+        "link", name=link, exact=True
+    ).click()
+    heading = page.get_by_role("heading", name=title or link, exact=True, level=1)
+    expect(heading).to_be_visible()
+
+
+def sidebar(page):
+    return page.get_by_role("region", name="Sidebar")
+
+
+def choose(page, label: str, option: str):
+    """Pick `option` in the select box `label`: type to filter, click the option."""
+    box = page.get_by_role("combobox", name=label)
+    box.fill("")
+    box.press_sequentially(option)  # a fill() alone does not open the list
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+
+
+def tick(page, label: str):
+    """Tick a checkbox by clicking its label (its input sits under the label)."""
+    page.get_by_text(label, exact=True).click()
+    expect(page.get_by_role("checkbox", name=label)).to_be_checked()
+
+
+def open_number(page, label: str, value: int):
+    """Type a number into a number input and commit it with Enter, as a person does."""
+    box = page.get_by_role("spinbutton", name=label)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def wait_until_idle(page, timeout_ms: int = RERUN_MS):
+    """Wait until the page's script has finished (the header's Stop button is gone)."""
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden(timeout=timeout_ms)

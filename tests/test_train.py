@@ -151,7 +151,11 @@ def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tin
     start = events(run, "start")[0]
     assert start["n_train"] == 8 and start["trainable_params"] < start["total_params"]
     progress = events(run, "progress")
-    assert progress[-1]["step"] == progress[-1]["total_steps"] == 12
+    training = [e for e in progress if e["phase"] == "training"]
+    assert training[-1]["step"] == training[-1]["total_steps"] == training[-1]["total"] == 12
+    phases = [e["phase"] for e in progress]
+    assert phases[0] == "loading model"  # then the base model's validation, then training
+    assert phases.index("baseline validation summaries") < phases.index("training")
     losses = [e["loss"] for e in events(run, "train")]
     assert len(losses) >= 6 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05
     evals = events(run, "eval")
@@ -231,7 +235,9 @@ def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_
 
     def cancel_after_the_first_step():  # as jobs.request_cancel does, mid-training
         deadline = time.time() + 120
-        while not (run / "events.jsonl").exists() or not events(run, "progress"):
+        while not (run / "events.jsonl").exists() or not [
+            e for e in events(run, "progress") if e["phase"] == "training"
+        ]:
             assert time.time() < deadline
             time.sleep(0.05)
         (run / "cancel").touch()
@@ -252,7 +258,8 @@ def test_a_cancel_before_the_first_step_trains_nothing(tiny_model, tmp_path):
     (run / "cancel").touch()  # asked while the worker was still loading the model
     assert train(run) == "cancelled"
     assert "before the first step" in status(run)["reason"]
-    assert not (run / "final").exists() and not events(run, "progress")
+    assert not (run / "final").exists()
+    assert [e["phase"] for e in events(run, "progress")] == ["loading model"]
 
 
 def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):

@@ -54,8 +54,13 @@ def training_data_ui(con, key: str = "train_split_now") -> dict:
         "out for evaluation. One-click retrain splits new accepted examples first."
     )
     summary_ui(summary)
+    if flash := st.session_state.pop(f"{key}_flash", None):
+        st.toast(flash)
     if summary["unsplit"] and st.button("Split now", key=key, type="primary"):
         split_examples(con, user=st.session_state["user"])
-        st.toast(f"Split {summary['unsplit']:,} new accepted examples; the others kept their side.")
+        # A toast right before st.rerun() never shows (Streamlit 1.67): the next run shows it.
+        st.session_state[f"{key}_flash"] = (
+            f"Split {summary['unsplit']:,} new accepted examples; the others kept their side."
+        )
         st.rerun()
     return summary

@@ -25,7 +25,7 @@ DATA = ROOT.parent / "shared" / "data" / "congress119" / "train.jsonl"
 
 def main():
     import store
-    from engine.curation import import_file
+    from engine.data.imports import import_file
     from store import duplicates as dups
     from store import examples as ex
 

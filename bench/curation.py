@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TRAIN = ROOT.parent / "shared" / "data" / "congress119" / "train.jsonl"
 
-from engine.dedupe import (  # noqa: E402
+from engine.data.similarity import (  # noqa: E402
     DedupeSettings,
     DuplicatePair,
     cluster_labels,
@@ -250,7 +250,8 @@ def measure_import_clean(texts: list[str], summaries: list[str]):
     """Import docs/s and cleaning docs/s through engine.curation into a fresh store."""
     try:
         import store
-        from engine.curation import clean_documents, import_file, refresh_flags
+        from engine.data.curation import clean_documents, refresh_flags
+        from engine.data.imports import import_file
     except Exception as e:
         print(f"import: cannot load the pipeline ({type(e).__name__}: {e})")
         return

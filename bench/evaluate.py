@@ -7,23 +7,26 @@ Measures the target "the fine-tune at least doubles the base model's ROUGE-2 and
 unsupported-fact rate on held-out bills", end to end, with the app's own workers in-process:
 1. Split ../shared/data/congress119/train.jsonl (or --data) into train/validation/test bills.
    Companion bills (House and Senate versions of one bill) must not sit on two sides, so bills
-   are grouped first: documents or summaries that are near duplicates (engine.dedupe MinHash,
+   are grouped first: documents or summaries that are near duplicates (engine.data.similarity
+   MinHash,
    Jaccard >= 0.8 of 5-word shingles), or the same title or summary up to case and punctuation,
-   make one group (union-find). engine.split deals whole groups to a side by a seeded hash,
+   make one group (union-find). engine.data.split deals whole groups to a side by a seeded hash,
    as the app's splits do (seed 13, 5% validation, 10% test). Each side is then shuffled
    (seeded), optionally limited to documents of at most --max-words words, and cut to
    --train / --test bills. The split depends on the data and seed only: every run draws its
    test bills from the same test side.
-2. Fine-tune SmolLM2-135M-Instruct with a preset (engine.train, LoRA): on a GPU "Standard" over
+2. Fine-tune SmolLM2-135M-Instruct with a preset (engine.training.worker, LoRA): on a GPU
+   "Standard" over
    the whole training side, on a CPU "Quick (CPU demo)" (24 steps over 48 short bills, ~6 min
    in all on 2 cores). The best checkpoint by validation loss is the fine-tune. --set changes a
    preset field (to fit a time limit: the results file's first line says what was changed).
-3. Evaluate base and fine-tune on the same test bills (engine.evaluate: batched greedy drafting,
+3. Evaluate base and fine-tune on the same test bills (engine.evaluation.worker: batched greedy
+   drafting,
    then ROUGE, MiniLM similarity, unsupported facts), prompts cut to max_length - max_new_tokens
    tokens as at training; max_new_tokens is the preset's unless --max-new-tokens says otherwise.
 Prints the machine and versions, training time and tokens/s, evaluation time and documents/s
 per model, each score's mean with its bootstrap 95% CI, the paired difference (fine-tune minus
-base, engine.evaluate.compare) and the two ratios of the target with paired-bootstrap CIs.
+base, engine.evaluation.worker.compare) and the two ratios of the target with paired-bootstrap CIs.
 --out FILE writes the same lines to FILE; --keep DIR saves each model's per-document scores and
 --from-scores DIR reports them again (re-running the fact check when the bills are at hand).
 The split and the two measured steps live in bench/heldout.py.
@@ -148,9 +151,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.generate import GenerationSettings
-    from engine.models import DEFAULT_MODEL, default_model_dir
-    from engine.train_config import PRESETS, TrainConfig
+    from engine.models.embedded import DEFAULT_MODEL, default_model_dir
+    from engine.models.generation import GenerationSettings
+    from engine.training.config import PRESETS, TrainConfig
 
     gpu = torch.cuda.is_available()
     preset = args.preset or ("Standard" if gpu else "Quick (CPU demo)")
@@ -272,7 +275,7 @@ def main(argv=None) -> int:
 def reference_check(bills: list[dict]) -> str:
     """The same fact check on the reference summaries: what the check flags in summaries
     written by people (CRS adds agencies, acts and dates that the bill text does not name)."""
-    from engine.metrics import bootstrap_ci, unsupported_facts
+    from engine.evaluation.metrics import bootstrap_ci, unsupported_facts
 
     flags = [bool(unsupported_facts(b["summary"], b["document"])) for b in bills]
     ci = bootstrap_ci(flags)
@@ -286,8 +289,8 @@ def report_saved(folder: Path, data: Path) -> int:
     """The score tables of a run saved with --keep. With the bills at hand, the fact check is
     run again with this version's rules on the saved summaries (ROUGE and similarity are as
     saved)."""
-    from engine.evaluate import aggregate, fact_counts
-    from engine.metrics import unsupported_facts
+    from engine.evaluation.metrics import unsupported_facts
+    from engine.evaluation.worker import aggregate, fact_counts
 
     bills = {b["id"]: b for b in read_bills(data)} if data.exists() else {}
     documents = {i: b["document"] for i, b in bills.items()}
@@ -311,7 +314,7 @@ def report_saved(folder: Path, data: Path) -> int:
 
 
 def report(runs: dict, say):
-    from engine.evaluate import compare
+    from engine.evaluation.worker import compare
 
     if "wall_s" in runs["base"]:
         say(f"{'evaluation':<12}{'bills':>6}{'wall s':>8}{'docs/s':>8}{'tokens/s':>10}{'cut':>5}")

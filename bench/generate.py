@@ -60,7 +60,7 @@ def row(mode, results, seconds, cpu, loop_seconds, same):
 
 
 def timed(model, tokenizer, documents, settings, one_at_a_time=False):
-    from engine.generate import summarize_batch
+    from engine.models.generation import summarize_batch
 
     start, cpu = time.perf_counter(), sum(os.times()[:2])
     if one_at_a_time:
@@ -83,8 +83,8 @@ def main(argv=None) -> int:
 
     from dataclasses import replace
 
-    from engine.generate import GenerationSettings, load_model
-    from engine.models import DEFAULT_MODEL
+    from engine.models.embedded import DEFAULT_MODEL
+    from engine.models.generation import GenerationSettings, load_model
 
     documents = [json.loads(line)["document"] for line in DATA.open(encoding="utf-8")]
     documents = documents[: args.docs]

@@ -1,6 +1,6 @@
 """Held-out bills for bench/evaluate.py and the slow end-to-end test: a split that keeps
 companion bills on one side, and the two steps measured, fine-tuning in-process with
-engine.train and summarizing and scoring with engine.evaluate."""
+engine.training.worker and summarizing and scoring with engine.evaluation.worker."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ def split_bills(
     and punctuation, are one group, and a group goes wholly to one side."""
     import pandas as pd
 
-    from engine.dedupe import DuplicatePair, cluster_labels, find_duplicates, normalized_hash
-    from engine.split import SplitSettings, assign_splits
+    from engine.data.similarity import (
+        DuplicatePair,
+        cluster_labels,
+        find_duplicates,
+        normalized_hash,
+    )
+    from engine.data.split import SplitSettings, assign_splits
 
     pairs = []
     for field in ("document", "summary"):
@@ -56,7 +61,7 @@ def short(bills: list[dict], max_words: int | None, n: int | None = None) -> lis
 
 def write_train_run(run_dir: Path, config, train: list[dict], validation: list[dict]) -> Path:
     """A training run folder as the app exports it: config.json, train and validation JSONL."""
-    from engine.prompts import training_record
+    from engine.models.prompts import training_record
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, bills in (("train", train), ("validation", validation)):
@@ -70,7 +75,7 @@ def write_train_run(run_dir: Path, config, train: list[dict], validation: list[d
 
 def fine_tune(run_dir: Path, config, train: list[dict], validation: list[dict]) -> dict:
     """Train in-process; returns the run's metrics plus wall_s (load, steps, evals, saving)."""
-    from engine.train import train as run_train
+    from engine.training.worker import train as run_train
 
     write_train_run(run_dir, config, train, validation)
     started = time.perf_counter()
@@ -84,11 +89,12 @@ def fine_tune(run_dir: Path, config, train: list[dict], validation: list[dict]) 
 def evaluate_model(
     run_dir: Path, model: str, adapter: str | None, bills: list[dict], settings, semantic: bool
 ) -> dict:
-    """Summarize and score the bills with engine.evaluate; returns {"rows" (scores.jsonl, in
+    """Summarize and score the bills with engine.evaluation.worker; returns {"rows" (scores.jsonl,
+    in
     bill order), "summary", "wall_s", "docs_per_s", "tokens_per_s" (generation only), "cut"}."""
-    from engine.draft import DraftConfig
-    from engine.evaluate import read_scores, run_evaluation, write_eval_run
-    from engine.jobs import read_events
+    from engine.evaluation.worker import read_scores, run_evaluation, write_eval_run
+    from engine.jobs.runfolder import read_events
+    from engine.labelling.worker import DraftConfig
 
     config = DraftConfig(model=model, adapter=adapter, generation=settings)
     rows = [

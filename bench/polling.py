@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 FAKE_WORKER = """
 import sys, time
-from engine.jobs import RunWriter
+from engine.jobs.runfolder import RunWriter
 w = RunWriter(sys.argv[1]); w.set_status("running", pid=__import__("os").getpid())
 step = 0
 while True:
@@ -57,17 +57,17 @@ def free_port() -> int:
 def prepare(home: Path) -> subprocess.Popen:
     """A data folder with the sample set, an admin, and a live fake training run."""
     import store
-    from engine import runs
     from engine.auth import create_user
-    from engine.sample import load_sample_if_empty
+    from engine.data.samples import load_sample_if_empty
+    from engine.jobs import runqueue
     from store import runs as runs_store
 
     os.environ["TUNELOOP_HOME"] = str(home)
     con = store.connect(home / "tuneloop.duckdb")
     load_sample_if_empty(con)
     create_user(con, "bench", "bench-password", "admin")
-    with runs.preparing():
-        run_id, run_dir = runs.new_run(con, "train", {"method": "lora"}, "bench", ["train"])
+    with runqueue.preparing():
+        run_id, run_dir = runqueue.new_run(con, "train", {"method": "lora"}, "bench", ["train"])
     worker = subprocess.Popen(
         [sys.executable, "-c", FAKE_WORKER, str(run_dir)], cwd=ROOT, start_new_session=True
     )

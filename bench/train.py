@@ -3,12 +3,14 @@
     python bench/train.py [--steps 6] [--preset "Quick (CPU demo)"] [--no-packing-row]
 
 One process, the real default model (SmolLM2-135M-Instruct), bills from
-../shared/data/congress119/train.jsonl as prompt/completion records (engine/prompts.py). Rows:
+../shared/data/congress119/train.jsonl as prompt/completion records (engine/models/prompts.py).
+Rows:
 - "TRL defaults": SFTTrainer(model=path, args=SFTConfig(...)) with TRL's defaults (full
   fine-tuning, bf16 autocast even on CPU, gradient checkpointing, truncation at max_length);
   only max_steps, batch size and max_length are set to ours so the work per step matches (and
   use_cpu on a CPU, without which TRL's default bf16 refuses to start).
-- "ours": engine.train.build_trainer with the preset (the Quick preset on CPU, Standard on GPU;
+- "ours": engine.training.worker.build_trainer with the preset (the Quick preset on CPU, Standard
+  on GPU;
   documents cut to fit, LoRA, bf16 only where the GPU supports it, length-grouped batches),
   without a validation split so only training is timed.
 - "ours + packing": the same with packing (padding-free, position ids restart per example).
@@ -148,8 +150,8 @@ def trl_defaults(model_dir: str, records: list[dict], config, out: str):
 
 
 def ours(records: list[dict], config, out: str):
-    from engine.jobs import RunWriter
-    from engine.train import build_trainer
+    from engine.jobs.runfolder import RunWriter
+    from engine.training.worker import build_trainer
 
     trainer, _, facts = build_trainer(config, Path(out), records, [], RunWriter(out))
     return trainer, config.method, facts["bf16"]
@@ -193,9 +195,9 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoConfig
 
-    from engine.models import default_model_dir
-    from engine.prompts import training_record
-    from engine.train_config import PRESETS, TrainConfig
+    from engine.models.embedded import default_model_dir
+    from engine.models.prompts import training_record
+    from engine.training.config import PRESETS, TrainConfig
 
     preset = args.preset or ("Standard" if torch.cuda.is_available() else "Quick (CPU demo)")
     config = TrainConfig.from_dict(

@@ -1,6 +1,6 @@
 """The audit log of admin actions: who did what, when, to what, with counts before and after.
 
-The engine functions that change data in bulk, train or ship (engine/editing.py, duplicates.py,
+The engine functions that change data in bulk, train or ship (engine/data/editing.py, duplicates.py,
 split.py, curation.py, export.py, training.py, sweep.py, evaluation.py, preference.py) and the
 account management in engine/auth.py call `record` with the acting user, inside the action's
 transaction where it has one, so an action that fails leaves no entry. The Audit page (admins)
@@ -38,6 +38,10 @@ ACTIONS = {
     "open_pair": "opened a blind A/B review",
     "close_pair": "closed a blind A/B review",
     "promote": "promoted a model to production",
+    "serve_start": "started the API server",
+    "serve_stop": "stopped the API server",
+    "api_key_create": "created an API key",
+    "api_key_revoke": "revoked an API key",
     "export_model": "exported a model (merged weights and a model card)",
     "user_add": "added an account",
     "user_disable": "disabled an account",

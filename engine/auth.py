@@ -41,6 +41,7 @@ ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote", "compare", "impor
 # "review", "edit" (one example), "vote", "chat".
 ADMIN_ONLY += ("bulk_edit", "duplicates", "split", "clean", "export", "evaluate")
 ADMIN_ONLY += ("export_model",)  # the weights and the model card leave the app
+ADMIN_ONLY += ("serve",)  # the API server and its keys: the model answers the network
 # The CLI's user: it runs as the machine's owner, who is trusted (and who can read the database
 # file anyway). One name for it everywhere (imports by any path, audit entries, promotions).
 CONSOLE = {"name": "console", "role": "admin"}
@@ -56,6 +57,7 @@ ACTION_WORDS = {
     "evaluate": "start evaluations",
     "compare": "compare models or open a blind A/B review",
     "promote": "promote a model to production",
+    "serve": "run the API server or manage API keys",
     "users": "manage accounts or read the audit log",
     "delete": "delete data",
 }

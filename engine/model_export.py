@@ -25,12 +25,13 @@ from pathlib import Path
 
 from engine.audit import record
 from engine.auth import CONSOLE, check
-from engine.evaluation import EVAL_SETTINGS, METRICS
-from engine.generate import resolve_model, stop_ids
-from engine.models import DEFAULT_MODEL
+from engine.evaluation.comparison import METRICS
+from engine.evaluation.runs import EVAL_SETTINGS
+from engine.models.embedded import DEFAULT_MODEL
+from engine.models.generation import resolve_model, stop_ids
+from engine.models.prompts import DEFAULT_INSTRUCTION
+from engine.models.registry import production_model, resolve
 from engine.paths import exports_dir, safe_file_name
-from engine.prompts import DEFAULT_INSTRUCTION
-from engine.registry import production_model, resolve
 from store import evals as evals_store
 from store import registry as reg_store
 from store import runs as runs_store
@@ -67,13 +68,16 @@ def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=F
         raise ValueError(f"{out} already exists and is not empty: name a new folder.")
     card = model_card(con, model_id)  # before the slow part: a broken record fails fast
     source = resolve_model(ref.path)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
-    if ref.adapter:
-        from peft import PeftModel
+    try:  # the checkpoint's own dtype; the merge is what engine/models/generation.py does
+        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
+        if ref.adapter:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
-    # The tokenizer generation uses (engine/generate.py load_model): the base's for an adapter.
-    tokenizer = AutoTokenizer.from_pretrained(source)
+            model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
+        # The tokenizer generation uses: the base's for an adapter.
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as e:  # a folder gone, or a Hub id while offline
+        raise ValueError(f"Could not load {model_id} from {ref.adapter or source}: {e}") from e
     if not tokenizer.chat_template:
         raise ValueError(f"{model_id}'s tokenizer has no chat template: it cannot be prompted.")
     tokenizer.padding_side = "left"  # for batched generation, as the app generates
@@ -88,9 +92,13 @@ def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=F
     )
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)  # transformers 5 writes safetensors only
-    tokenizer.save_pretrained(partial)
-    (partial / "README.md").write_text(card, encoding="utf-8")
+    try:  # written whole, then renamed: a failed export leaves nothing that looks finished
+        model.save_pretrained(partial)  # transformers 5 writes safetensors only
+        tokenizer.save_pretrained(partial)
+        (partial / "README.md").write_text(card, encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()  # empty, checked above
     partial.rename(out)
@@ -158,14 +166,22 @@ def model_card(con, model_id: str) -> str:
     front = {"base_model": hub_id, "library_name": "transformers", "license": licence}
     tags = ["tuneloop", "summarization", {"lora": "lora", "full": "fine-tuned"}.get(model["kind"])]
     lines = ["---", *_yaml(front, tags), "---", "", f"# {_md(model_id)}", ""]
-    what = f"A {method} of" if method else "The base model"
-    lines += [f"{what} **{_md(hub_id or base_id)}** for summarizing documents, exported by "]
-    lines[-1] += "Tuneloop with merged weights." if method else "Tuneloop, not fine-tuned."
+    lines += [f"A document summarization model exported by Tuneloop: {method or 'a base model'}."]
     if production_model(con) == model_id:
         lines[-1] += " It was the production model when exported."
+    lines += ["", "## Base model", ""]
+    where = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"**{_md(base_id)}**"
+    lines += [f"{where}{'' if hub_id else ', a local model folder registered in Tuneloop'}; "]
+    lines[-1] += "the LoRA adapter is merged into its weights." if model["kind"] == "lora" else ""
+    lines[-1] += "every weight was trained." if model["kind"] == "full" else ""
+    lines[-1] += "not fine-tuned." if not method else ""
     lines += _data_section(con, config.get("dataset_version"))
     lines += ["", "## Prompt", ""]
-    lines += [f"Prompt version {version or '—'}; the instruction, then the document:", ""]
+    lines += [
+        (f"Prompt version {version}" if version else "The default prompt")
+        + ": the instruction, then the document:",
+        "",
+    ]
     lines += _fenced(f"{instruction}\n\nDocument:\n<the document>", "text")
     if run:
         lines += _training_section(con, run, config)

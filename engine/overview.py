@@ -8,7 +8,7 @@ next thing to do. The Home page draws it.
 
 from __future__ import annotations
 
-from engine.registry import production_model
+from engine.models.registry import production_model
 from store import documents as docs_store
 from store import duplicates as dup_store
 from store import examples as examples_store

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 
-from engine import jobs, runs
+from engine.jobs import runfolder, runqueue
+from engine.serving.runs import ingest_requests
 from store import runs as runs_store
 
 POLL_EVERY_S = 2.0
@@ -25,15 +26,15 @@ _tick_lock = threading.Lock()  # the poller and a page's "start" never ingest th
 
 def _ingest(kind: str):
     if kind == "draft":
-        from engine.labelling import ingest_drafts
+        from engine.labelling.runs import ingest_drafts
 
         return ingest_drafts
     if kind == "train":
-        from engine.training import register_if_done
+        from engine.training.runs import register_if_done
 
         return register_if_done
     if kind == "eval":
-        from engine.evaluation import ingest_evaluation
+        from engine.evaluation.runs import ingest_evaluation
 
         return ingest_evaluation
     return None
@@ -42,11 +43,11 @@ def _ingest(kind: str):
 def _after(con, kind: str, run_id: str, state: str):
     """What a finished run sets in motion."""
     if kind == "train" and state == "succeeded":
-        from engine.training import evaluate_if_done
+        from engine.training.runs import evaluate_if_done
 
         evaluate_if_done(con, run_id)
     if kind == "train":
-        from engine.sweep import advance_sweeps
+        from engine.training.sweeps import advance_sweeps
 
         advance_sweeps(con)
 
@@ -58,23 +59,24 @@ def tick(con) -> list[dict]:
     with _tick_lock:
         live = runs_store.list_runs(con, states=("running",))
         for run_id, kind in live[["id", "kind"]].values:
-            state = runs.refresh_run(con, run_id, _ingest(kind))
-            if state.state in jobs.FINAL:
+            state = runqueue.refresh_run(con, run_id, _ingest(kind))
+            if state.state in runfolder.FINAL:
                 _after(con, kind, run_id, state.state)
                 finished.append(
                     {"id": run_id, "kind": kind, "state": state.state, "reason": state.reason}
                 )
-        runs.pump(con)
+        runqueue.pump(con)
+        ingest_requests(con)  # the API server's request log: one stat when idle
     return finished
 
 
-def wait_for(con, run_id: str, every_s: float = 1.0) -> jobs.RunState:
+def wait_for(con, run_id: str, every_s: float = 1.0) -> runfolder.RunState:
     """Tick until the run has finished (the CLI's way to follow a job); returns its state."""
     while True:
         tick(con)
         run = runs_store.get_run(con, run_id)
-        if run["state"] in jobs.FINAL:
-            return jobs.RunState(run["state"], run["reason"], None)
+        if run["state"] in runfolder.FINAL:
+            return runfolder.RunState(run["state"], run["reason"], None)
         time.sleep(every_s)
 
 

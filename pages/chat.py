@@ -1,7 +1,8 @@
 """Chat: talk to any registered model, or ask it to summarize a document from the store, pasted
 or uploaded. Tokens stream as they are generated; history is kept per user in the store.
 Reviewers chat with the production model only, always sampled, settings hidden
-(engine.preference.chat_settings: blind A/B stays blind). Messages show as text; answers as
+(engine.labelling.preference.chat_settings: blind A/B stays blind). Messages show as text; answers
+as
 Markdown without images."""
 
 import uuid
@@ -9,10 +10,10 @@ import uuid
 import streamlit as st
 
 from engine.auth import can
-from engine.generate import stream_chat
-from engine.preference import chat_settings
-from engine.prompts import build_messages
-from engine.registry import current_prompt, ensure_default_model, production_model, resolve
+from engine.labelling.preference import chat_settings
+from engine.models.generation import stream_chat
+from engine.models.prompts import build_messages
+from engine.models.registry import current_prompt, ensure_default_model, production_model, resolve
 from store import chat as chat_store
 from store import examples as examples_store
 from store import registry as reg_store
@@ -31,7 +32,7 @@ def chat_label(conversation: str) -> str:
     if conversation not in past:
         return "New chat"
     first, started = past[conversation]["first_message"], past[conversation]["started_at"]
-    if "\n\nDocument:\n" in first:  # a Summarize request (engine/prompts.py build_messages)
+    if "\n\nDocument:\n" in first:  # a Summarize request (engine/models/prompts.py build_messages)
         first = "Summarize: " + first.split("\n\nDocument:\n", 1)[1]
     first = " ".join(first.split()) or "(no message)"
     first = first if len(first) <= 48 else first[:47].rstrip() + "…"

@@ -5,10 +5,11 @@ promote B to production, open a blind A/B review of the pair, and export an HTML
 
 import streamlit as st
 
-from engine import charts
-from engine.evaluation import compare_runs, ready_pair
-from engine.preference import open_pair, win_rates, win_rates_by_reviewer
-from engine.report import comparison_html
+from engine.evaluation import charts
+from engine.evaluation.comparison import compare_runs
+from engine.evaluation.report import comparison_html
+from engine.evaluation.runs import ready_pair
+from engine.labelling.preference import open_pair, win_rates, win_rates_by_reviewer
 from ui.common import db, require
 from ui.compare import (
     document_ui,

@@ -14,7 +14,7 @@ import hashlib
 import streamlit as st
 
 from engine.auth import can
-from engine.editing import (
+from engine.data.editing import (
     StaleEdit,
     bulk_add_tag,
     bulk_set_status,
@@ -22,7 +22,7 @@ from engine.editing import (
     save_example,
     undo_batch,
 )
-from engine.quality import FLAG_DESCRIPTIONS
+from engine.data.quality import FLAG_DESCRIPTIONS
 from store import examples as ex
 from store import history
 from ui.common import db, require_login

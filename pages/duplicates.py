@@ -6,14 +6,14 @@ import difflib
 
 import streamlit as st
 
-from engine.dedupe import DedupeSettings
-from engine.duplicates import (
+from engine.data.dedupe import (
     POLICIES,
     count_to_reject,
     dedupe_documents,
     resolve_all,
     resolve_cluster,
 )
+from engine.data.similarity import DedupeSettings
 from store import duplicates as dup_store
 from ui.common import db, require
 from ui.text import plain

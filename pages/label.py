@@ -5,9 +5,9 @@ cancelled and resumed."""
 import streamlit as st
 
 from engine.auth import can
-from engine.labelling import start_drafting
-from engine.preference import draft_settings
-from engine.registry import ensure_default_model, production_model
+from engine.labelling.preference import draft_settings
+from engine.labelling.runs import start_drafting
+from engine.models.registry import ensure_default_model, production_model
 from store import labelling as label_store
 from store import runs as runs_store
 from ui.common import db, generation_ui, model_ui, require_login

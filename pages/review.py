@@ -7,9 +7,9 @@ from one draft carries into the next; "Your recent reviews" can withdraw a saved
 import pandas as pd
 import streamlit as st
 
-from engine.editing import revert_change
-from engine.highlight import source_sentences
-from engine.labelling import agreement, mark_unusable, next_draft, save_review, skip
+from engine.data.editing import revert_change
+from engine.labelling.highlight import source_sentences
+from engine.labelling.review import agreement, mark_unusable, next_draft, save_review, skip
 from store import labelling as label_store
 from ui.common import db, require_login
 from ui.text import plain

@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
-from engine.training import default_config, retrain_latest, run_metrics, start_training
+from engine.jobs import runfolder
+from engine.training.runs import default_config, retrain_latest, run_metrics, start_training
 from store import runs as runs_store
 from ui.common import db, model_ui, require
 from ui.jobs import POLL_EVERY_S, job_ui
@@ -91,7 +91,7 @@ def live_ui():
                 for sample in m["eval"][-1]["samples"]:
                     st.text(f"{sample['id']}: {sample['summary']}")
         with st.expander("Log"):
-            st.code(jobs.log_tail(run["run_dir"], 30) or "(empty)")
+            st.code(runfolder.log_tail(run["run_dir"], 30) or "(empty)")
 
 
 live_ui()

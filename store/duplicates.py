@@ -1,4 +1,4 @@
-"""Duplicate clusters and the pairs that formed them, as found by engine/dedupe.py."""
+"""Duplicate clusters and the pairs that formed them, as found by engine/data/similarity.py."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ def get_state(con, example_id: int) -> dict | None:
 
 
 # Every change below writes one history row per example it changes and steps its version, so
-# an editor that started from an older version is refused (engine/editing.py). None of them
+# an editor that started from an older version is refused (engine/data/editing.py). None of them
 # starts a transaction: callers wrap the history row and the change in one.
 
 _VALUE = {"summary": "$value::VARCHAR", "status": "$value::VARCHAR", "tags": "$value::VARCHAR[]"}

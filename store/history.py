@@ -4,7 +4,7 @@ pages show.
 
 Tags are kept in history as a sorted JSON list written by DuckDB (`to_json`), so a stored value
 and an example's current tags compare as text. Nothing here starts a transaction: the writes
-join the caller's (`engine/editing.py` wraps each save, revert and undo in one).
+join the caller's (`engine/data/editing.py` wraps each save, revert and undo in one).
 """
 
 from __future__ import annotations

@@ -342,6 +342,53 @@ def m007_audit(con):
     )
 
 
+def m008_serving(con):
+    """The API server (engine/serving): API keys, stored as SHA-256 hashes only (the key is
+    shown once, at creation), and the request log the server writes and the app ingests."""
+    con.execute("CREATE SEQUENCE api_key_ids START 1")
+    con.execute(
+        """CREATE TABLE api_keys (
+            id BIGINT PRIMARY KEY DEFAULT nextval('api_key_ids'),
+            name VARCHAR NOT NULL,            -- who uses it; unique among keys not revoked
+            key_hash VARCHAR NOT NULL UNIQUE, -- SHA-256 of the key, hex
+            prefix VARCHAR NOT NULL,          -- its first characters, to recognise it
+            created_by VARCHAR NOT NULL,
+            created DOUBLE NOT NULL,          -- Unix seconds
+            expires DOUBLE,                   -- Unix seconds; NULL: never
+            log_texts BOOLEAN NOT NULL DEFAULT FALSE,  -- the log keeps prompts and answers
+            rate_limit INTEGER,               -- requests per minute; NULL: the server's default
+            revoked DOUBLE                    -- when it was revoked; NULL: it works
+        )"""
+    )
+    con.execute("CREATE SEQUENCE api_request_ids START 1")
+    con.execute(
+        """CREATE TABLE api_requests (
+            id BIGINT PRIMARY KEY DEFAULT nextval('api_request_ids'),
+            received DOUBLE NOT NULL,         -- when it arrived, Unix seconds
+            key_name VARCHAR,                 -- NULL: no valid key (refused)
+            method VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            status INTEGER NOT NULL,
+            model_id VARCHAR,                 -- the model that answered
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_ms DOUBLE,                -- until the answer's last byte
+            first_token_ms DOUBLE,            -- until its first generated token
+            finish_reason VARCHAR,            -- stop | length | cancelled | error
+            error VARCHAR,                    -- the error message sent, if any
+            request_text VARCHAR,             -- only for keys with log_texts
+            response_text VARCHAR
+        )"""
+    )
+    con.execute("CREATE INDEX api_requests_received ON api_requests (received)")
+    con.execute(
+        """CREATE TABLE api_log_files (
+            file_id VARCHAR PRIMARY KEY,      -- the request log's device:inode
+            ingested_bytes BIGINT NOT NULL    -- how far the app has read it
+        )"""
+    )
+
+
 MIGRATIONS = [
     m001_core,
     m002_labelling,
@@ -350,4 +397,5 @@ MIGRATIONS = [
     m005_history,
     m006_security,
     m007_audit,
+    m008_serving,
 ]

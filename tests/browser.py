@@ -33,7 +33,7 @@ from pathlib import Path
 
 import store
 from engine.auth import create_user
-from engine.sample import load_sample_if_empty
+from engine.data.samples import load_sample_if_empty
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -88,7 +88,7 @@ def add_users(con, users: dict[str, str]):
 
 def register_production(con, model_id: str, path: Path):
     """Register a local model folder as a base model and make it the production model."""
-    from engine.registry import PRODUCTION, register_base
+    from engine.models.registry import PRODUCTION, register_base
     from store.splits import set_setting
 
     register_base(con, model_id, str(path))
@@ -110,6 +110,11 @@ class App:
         self.proc = None
         self.pages = []  # (page, user name) of every log_in
         self.relogins = 0  # pages that came back from a restart on the login form
+        self.began = time.monotonic()
+
+    def note(self, step: str):
+        """Print how far into the journey a step ended (pytest shows it when a test fails)."""
+        print(f"[{time.monotonic() - self.began:6.1f} s] {step}", flush=True)
 
     def __enter__(self) -> App:
         self.start()
@@ -163,6 +168,7 @@ class App:
         fill_login(page, name, password)
         expect(page.get_by_role("button", name=SIGNED_IN)).to_be_visible()
         self.pages.append((page, name))
+        self.note(f"{name} logged in on /{path}")
         return page
 
     @contextmanager
@@ -171,6 +177,7 @@ class App:
         server again and put every page back where it was, signed in."""
         where = [(page, name, page.url) for page, name in self.pages]
         self.stop()
+        self.note("server stopped to read the store")
         con = store.connect(self.home / "tuneloop.duckdb")
         try:
             yield con
@@ -180,12 +187,20 @@ class App:
             self.start()
             for page, name, url in where:
                 self._reopen(page, name, url)
+            self.note("server restarted, pages reopened")
 
     def _reopen(self, page, name: str, url: str):
         page.goto(url)
         signed_in = page.get_by_role("button", name=SIGNED_IN)
         login = page.get_by_role("button", name="Log in")
-        expect(signed_in.or_(login)).to_be_visible()
+        try:
+            expect(signed_in.or_(login)).to_be_visible()
+        except AssertionError as e:
+            raise AssertionError(
+                f"after a restart {url} showed neither {name}'s page nor the login form "
+                f"(page text: {page.locator('body').inner_text()[:500]!r}); server log:\n"
+                f"{self.log_tail(1500)}"
+            ) from e
         if not signed_in.is_visible():
             self.relogins += 1
             fill_login(page, name, PASSWORD)

@@ -53,7 +53,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """SmolLM2's tokenizer and architecture (Llama, tied embeddings), 2 layers of width 64."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, set_seed
 
-    from engine.models import GGUF_FILE, gguf_location
+    from engine.models.embedded import GGUF_FILE, gguf_location
 
     folder = tmp_path_factory.mktemp("tiny-model")
     tokenizer = AutoTokenizer.from_pretrained(gguf_location(), gguf_file=GGUF_FILE)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.clean import HUNK_GAP, CleanSettings, clean_text, diff_preview, repeated_lines
-from engine.quality import FLAG_DESCRIPTIONS, quality_flags
+from engine.data.clean import HUNK_GAP, CleanSettings, clean_text, diff_preview, repeated_lines
+from engine.data.quality import FLAG_DESCRIPTIONS, quality_flags
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BILLSUM = SHARED_DATA / "billsum_sample" / "us_train_100.jsonl"

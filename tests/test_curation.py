@@ -5,12 +5,14 @@ import json
 import pytest
 
 from engine.__main__ import main as cli
-from engine.clean import CleanSettings
-from engine.curation import ImportProblem, clean_documents, import_file, preview_cleaning
-from engine.duplicates import resolve_all, resolve_cluster
-from engine.export import export_dataset
-from engine.sample import SAMPLE_FILE, load_sample_if_empty
-from engine.split import SplitSettings, split_examples
+from engine.data.clean import CleanSettings
+from engine.data.curation import clean_documents, preview_cleaning
+from engine.data.dedupe import resolve_all, resolve_cluster
+from engine.data.export import export_dataset
+from engine.data.imports import import_file
+from engine.data.samples import SAMPLE_FILE, load_sample_if_empty
+from engine.data.sources import ImportProblem
+from engine.data.split import SplitSettings, split_examples
 from store import documents as docs
 from store import duplicates as dups
 from store import examples as ex
@@ -158,8 +160,8 @@ def test_congress_train_imports_3397_examples(con, congress_train):
 
 @pytest.mark.slow
 def test_token_counts_flag_documents_over_the_context(con, home, tmp_path):
-    from engine.curation import count_tokens
-    from engine.models import default_model_dir
+    from engine.data.curation import count_tokens
+    from engine.models.embedded import default_model_dir
 
     long_doc = "The court held that the landlord owed a duty of care to the tenant. " * 1200
     import_file(

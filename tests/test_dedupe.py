@@ -1,4 +1,4 @@
-"""engine/dedupe.py: exact, near and semantic duplicates and their clusters."""
+"""engine/data/similarity.py: exact, near and semantic duplicates and their clusters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.dedupe import (
+from engine.data.similarity import (
     DedupeSettings,
     DuplicatePair,
     cluster_labels,
@@ -188,7 +188,7 @@ def test_amended_reintroduction_of_a_real_bill_is_found_among_real_bills():
 
 @pytest.mark.slow
 def test_default_embedder_finds_a_paraphrase():
-    from engine.dedupe import default_embedder
+    from engine.data.similarity import default_embedder
 
     texts = [
         "The Secretary of Energy shall submit a report to Congress on grid reliability.",

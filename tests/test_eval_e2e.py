@@ -17,9 +17,9 @@ MAX_NEW_TOKENS = 40  # the short bills' reference summaries: median 30 words
 
 @pytest.mark.slow
 def test_a_quick_fine_tune_beats_the_base_model_on_held_out_bills(home, congress_train):
-    from engine.generate import GenerationSettings
-    from engine.models import default_model_dir
-    from engine.train_config import TrainConfig
+    from engine.models.embedded import default_model_dir
+    from engine.models.generation import GenerationSettings
+    from engine.training.config import TrainConfig
 
     sides, _ = split_bills(read_bills(congress_train))
     seen = {b[f] for b in sides["train"] for f in ("title", "summary")}

@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-from engine import draft, evaluate, metrics
-from engine.generate import GenerationSettings
+from engine.evaluation import metrics
+from engine.evaluation import worker as eval_worker
+from engine.labelling import worker as draft_worker
+from engine.models.generation import GenerationSettings
 from tests.conftest import ROOT, write_jsonl
 
 DOCUMENT = "On March 3, 2021 the city paid $12,000 to Dana Reyes for a fall on Elm Street."
@@ -21,26 +23,26 @@ REFERENCE = "The city paid Dana Reyes $12,000 for a fall on Elm Street on March 
 def test_scores_follow_the_metrics_and_catch_an_invented_date():
     faithful = "The city paid Dana Reyes $12,000 after a fall on Elm Street."
     invented = "On June 9, 2019 the city paid Dana Reyes $50,000."
-    rows = evaluate.score([DOCUMENT] * 2, [REFERENCE] * 2, [faithful, invented])
+    rows = eval_worker.score([DOCUMENT] * 2, [REFERENCE] * 2, [faithful, invented])
     expected = metrics.rouge([faithful, invented], [REFERENCE] * 2)
     assert [r["rouge2"] for r in rows] == [round(float(v), 4) for v in expected["rouge2"]]
     assert rows[0]["unsupported_facts"] == 0 and rows[0]["has_unsupported"] == 0
     assert rows[1]["has_unsupported"] == 1 and "June 9, 2019" in " ".join(rows[1]["unsupported"])
     assert rows[1]["unsupported_numbers"] == 2  # the invented date and amount
-    assert evaluate.fact_counts(["USDA"])["has_unsupported_numbers"] == 0  # a name only
+    assert eval_worker.fact_counts(["USDA"])["has_unsupported_numbers"] == 0  # a name only
     assert rows[0]["similarity"] is None  # no embedder given
-    summary = evaluate.aggregate(rows)
+    summary = eval_worker.aggregate(rows)
     assert summary["n_documents"] == 2 and summary["has_unsupported"]["mean"] == 0.5
-    assert evaluate.aggregate(rows, seed=3) == evaluate.aggregate(rows, seed=3)
+    assert eval_worker.aggregate(rows, seed=3) == eval_worker.aggregate(rows, seed=3)
 
 
 def test_a_paired_comparison_sees_the_better_model():
     a = [{"rouge2": v} for v in (0.10, 0.12, 0.08, 0.11, 0.09, 0.10)]
     b = [{"rouge2": v + 0.1} for v in (0.10, 0.12, 0.08, 0.11, 0.09, 0.10)]
-    result = evaluate.compare(a, b, "rouge2")
+    result = eval_worker.compare(a, b, "rouge2")
     assert result["mean"] == pytest.approx(0.1) and result["low"] > 0 and result["p_value"] < 0.05
     with pytest.raises(ValueError, match="same documents"):
-        evaluate.compare(a, b[:3], "rouge2")
+        eval_worker.compare(a, b[:3], "rouge2")
 
 
 def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
@@ -49,10 +51,10 @@ def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
         {"document_id": f"d{i}", "text": f"Bill {i} renames the post office on Main Street."}
         for i in range(3)
     ]
-    config = draft.DraftConfig(
+    config = draft_worker.DraftConfig(
         model=str(tiny_model), model_id="tiny", generation=GenerationSettings(max_new_tokens=8)
     )
-    draft.write_run(run_dir, config, documents)
+    draft_worker.write_run(run_dir, config, documents)
     write_jsonl(
         run_dir / "references.jsonl",
         [
@@ -92,11 +94,11 @@ def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
 
 def test_missing_references_fail_with_a_clear_reason(tiny_model, tmp_path):
     run_dir = tmp_path / "eval"
-    draft.write_run(
+    draft_worker.write_run(
         run_dir,
-        draft.DraftConfig(model=str(tiny_model)),
+        draft_worker.DraftConfig(model=str(tiny_model)),
         [{"document_id": "d0", "text": "A bill."}],
     )
-    assert evaluate.main([str(run_dir)]) == 1
+    assert eval_worker.main([str(run_dir)]) == 1
     reason = json.loads((run_dir / "status.json").read_text())["reason"]
     assert "references.jsonl is missing" in reason

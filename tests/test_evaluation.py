@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from engine import evaluation, jobs, scheduler
-from engine.generate import GenerationSettings
-from engine.registry import PRODUCTION, production_model, register_base
-from engine.sample import load_sample_if_empty
+from engine import scheduler
+from engine.data.samples import load_sample_if_empty
+from engine.evaluation import comparison as evaluation_comparison
+from engine.evaluation import runs as evaluation_runs
+from engine.jobs import runfolder
+from engine.models.generation import GenerationSettings
+from engine.models.registry import PRODUCTION, production_model, register_base
 from store import evals as evals_store
 from store import registry as reg_store
 from store import runs as runs_store
@@ -30,7 +34,7 @@ def wait_for(con, run_id, seconds=400):
         scheduler.tick(con)
         time.sleep(0.5)
     run = runs_store.get_run(con, run_id)
-    return jobs.RunState(run["state"], run["reason"], None)
+    return runfolder.RunState(run["state"], run["reason"], None)
 
 
 def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_model, monkeypatch):
@@ -38,7 +42,7 @@ def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_mod
     load_sample_if_empty(con)
     register_base(con, "tiny", str(tiny_model))
     settings = GenerationSettings(max_new_tokens=8)
-    run_id = evaluation.start_evaluation(con, "tiny", settings=settings, semantic=False)
+    run_id = evaluation_runs.start_evaluation(con, "tiny", settings=settings, semantic=False)
     assert wait_for(con, run_id).state == "succeeded"
 
     ev = evals_store.get_evaluation(con, run_id)
@@ -50,14 +54,14 @@ def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_mod
     aggregates = json.loads(ev["aggregates"])
     assert aggregates["n_documents"] == len(test_ids)
     assert json.loads(ev["generation"])["max_new_tokens"] == 8
-    log = (evaluation.Path(ev["run_dir"]) / "worker.log").read_text()
+    log = (Path(ev["run_dir"]) / "worker.log").read_text()
     imported = {line.split("|")[-1].strip() for line in log.splitlines() if "import time" in line}
     assert "rouge_score" in imported and not {"duckdb", "store", "streamlit"} & imported
 
     # Greedy generation is deterministic: a second run ties, so it cannot be promoted on merit.
-    again = evaluation.start_evaluation(con, "tiny", settings=settings, semantic=False)
+    again = evaluation_runs.start_evaluation(con, "tiny", settings=settings, semantic=False)
     assert wait_for(con, again).state == "succeeded"
-    comparison = evaluation.compare_runs(con, run_id, again)
+    comparison = evaluation_comparison.compare_runs(con, run_id, again)
     assert len(comparison.pairs) == len(test_ids)
     rouge = comparison.table.set_index("key").loc["rougeL"]
     assert rouge["delta"] == 0 and pd.isna(rouge["clear_winner"])
@@ -65,7 +69,7 @@ def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_mod
     splits_store.set_setting(con, PRODUCTION, "tiny")
     reg_store.register_model(con, "tiny-copy", "base", str(tiny_model))
     with pytest.raises(ValueError, match="Evaluate tiny-copy"):
-        evaluation.promote(con, "tiny-copy")
+        evaluation_comparison.promote(con, "tiny-copy")
 
 
 def plant_evaluation(con, model_id, dataset_id, example_ids, scores, unsupported=None):
@@ -112,44 +116,46 @@ def planted_store(con):
 
 def test_compare_reports_paired_differences_with_intervals(con):
     planted_store(con)
-    comparison = evaluation.compare_runs(con, "eval-base", "eval-better")
+    comparison = evaluation_comparison.compare_runs(con, "eval-base", "eval-better")
     table = comparison.table.set_index("key")
     assert table.loc["rouge2", "delta"] == pytest.approx(0.1)
     assert table.loc["rouge2", "clear_winner"] == "B"
     assert table.loc["has_unsupported", "a_mean"] == pytest.approx(2 / 6)
     assert pd.isna(table.loc["has_unsupported", "clear_winner"])  # no difference: no winner
     assert comparison.pairs["delta_rougeL"].round(6).eq(0.1).all()
-    again = evaluation.compare_runs(con, "eval-base", "eval-better")
+    again = evaluation_comparison.compare_runs(con, "eval-base", "eval-better")
     pd.testing.assert_frame_equal(comparison.table, again.table)  # seeded: reproducible
     assert comparison.warnings == []
     con.execute("""UPDATE evaluations SET generation = '{"max_new_tokens": 64}'
                    WHERE run_id = 'eval-better'""")
-    (warning,) = evaluation.compare_runs(con, "eval-base", "eval-better").warnings
+    (warning,) = evaluation_comparison.compare_runs(con, "eval-base", "eval-better").warnings
     assert "different generation settings" in warning
 
 
 def test_promotion_refuses_a_worse_model_and_records_an_override(con):
     planted_store(con)
     with pytest.raises(ValueError, match="does not beat the production model base"):
-        evaluation.promote(con, "worse", ADA)
+        evaluation_comparison.promote(con, "worse", ADA)
     assert production_model(con) == "base"
     assert evals_store.list_promotions(con).empty
 
-    evidence = evaluation.promote(con, "better", ADA)
+    evidence = evaluation_comparison.promote(con, "better", ADA)
     assert evidence["beats"] and evidence["difference"] == pytest.approx(0.1)
     assert production_model(con) == "better"
-    evaluation.promote(con, "worse", ADA, override_reason="Shorter summaries, legal agreed")
+    evaluation_comparison.promote(
+        con, "worse", ADA, override_reason="Shorter summaries, legal agreed"
+    )
     promotions = evals_store.list_promotions(con)
     assert production_model(con) == "worse"
     assert promotions["override_reason"].iloc[0] == "Shorter summaries, legal agreed"
     assert promotions["previous_model_id"].tolist() == ["better", "base"]
     with pytest.raises(ValueError, match="already the production model"):
-        evaluation.promote(con, "worse")
+        evaluation_comparison.promote(con, "worse")
 
 
 def test_a_finished_training_run_evaluates_its_model_and_production_once(con, home, tiny_model):
-    from engine import training
-    from engine.train_config import TrainConfig
+    from engine.training import runs as training_runs
+    from engine.training.config import TrainConfig
 
     load_sample_if_empty(con)
     register_base(con, "tiny", str(tiny_model))
@@ -165,14 +171,14 @@ def test_a_finished_training_run_evaluates_its_model_and_production_once(con, ho
         eval_every_steps=2,
         eval_samples=4,
     )
-    run_id, _ = training.start_training(con, config, "tiny")
+    run_id, _ = training_runs.start_training(con, config, "tiny")
     state = wait_for(con, run_id)
     assert state.state == "succeeded", state.reason
     evaluations = evals_store.list_evaluations(con)
     assert sorted(evaluations["model_id"]) == sorted([run_id, "tiny"])
     dataset = json.loads(runs_store.get_run(con, run_id)["config"])["dataset_version"]
     assert set(evaluations["dataset_id"]) == {dataset}  # the test split it was trained beside
-    assert training.evaluate_if_done(con, run_id) == []  # not twice
+    assert training_runs.evaluate_if_done(con, run_id) == []  # not twice
     for eval_run in evaluations["run_id"]:
         assert wait_for(con, eval_run).state == "succeeded"
-    assert evaluation.ready_pair(con, dataset, "tiny", run_id) is not None  # Compare is ready
+    assert evaluation_runs.ready_pair(con, dataset, "tiny", run_id) is not None  # Compare is ready

@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from engine import draft, generate
-from engine.generate import GenerationSettings, Result, prompt_ids, prompt_text, summarize_batch
-from engine.jobs import poll, read_events, read_json, start_worker
-from engine.prompts import DEFAULT_INSTRUCTION, build_messages, training_record
+from engine.jobs.runfolder import poll, read_events, read_json, start_worker
+from engine.labelling import worker
+from engine.models import generation
+from engine.models.generation import (
+    GenerationSettings,
+    Result,
+    prompt_ids,
+    prompt_text,
+    summarize_batch,
+)
+from engine.models.prompts import DEFAULT_INSTRUCTION, build_messages, training_record
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the committee shall report on funds for rural schools before March 2026".split()
@@ -28,7 +35,7 @@ def text(n_words: int, seed: int = 0) -> str:
 @pytest.fixture(scope="session")
 def real_model_dir(tmp_path_factory) -> Path:
     """The converted default model, converted once per session in a temporary data folder."""
-    from engine.models import default_model_dir
+    from engine.models.embedded import default_model_dir
 
     previous = os.environ.get("TUNELOOP_HOME")
     os.environ["TUNELOOP_HOME"] = str(tmp_path_factory.mktemp("home"))
@@ -75,7 +82,7 @@ def tiny_model_dir(real_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tiny_model_dir):
-    return generate.load_model(str(tiny_model_dir))
+    return generation.load_model(str(tiny_model_dir))
 
 
 def test_settings_are_checked():
@@ -123,7 +130,7 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
 def test_long_document_is_cut_to_fit_and_flagged(tiny):
     model, tokenizer = tiny
     settings = GenerationSettings(max_new_tokens=16)
-    budget = generate.prompt_budget(model, settings)
+    budget = generation.prompt_budget(model, settings)
     assert budget == 256 - 16
     long_doc, short_doc = text(3000), text(10)
     ids, cut = prompt_ids(tokenizer, long_doc, DEFAULT_INSTRUCTION, budget)
@@ -135,7 +142,7 @@ def test_long_document_is_cut_to_fit_and_flagged(tiny):
     assert long_result.truncated and not short_result.truncated
 
     capped = GenerationSettings(max_new_tokens=16, max_input_tokens=100)
-    assert generate.prompt_budget(model, capped) == 100
+    assert generation.prompt_budget(model, capped) == 100
     ids, cut = prompt_ids(tokenizer, text(200), DEFAULT_INSTRUCTION, 100)
     assert cut and len(ids) <= 100
     with pytest.raises(ValueError, match="instruction alone"):
@@ -148,7 +155,7 @@ def test_stream_chat_streams_the_greedy_reply_and_stops_when_closed(tiny):
     model, tokenizer = tiny
     messages = build_messages("A bill about water.")
     settings = GenerationSettings(max_new_tokens=10)
-    streamed = "".join(generate.stream_chat(model, tokenizer, messages, settings))
+    streamed = "".join(generation.stream_chat(model, tokenizer, messages, settings))
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     with torch.inference_mode():
@@ -158,7 +165,7 @@ def test_stream_chat_streams_the_greedy_reply_and_stops_when_closed(tiny):
     calls = []
     hook = model.register_forward_hook(lambda *args: calls.append(1))
     try:
-        chunks = generate.stream_chat(model, tokenizer, messages, GenerationSettings(150))
+        chunks = generation.stream_chat(model, tokenizer, messages, GenerationSettings(150))
         next(chunks)
         chunks.close()
     finally:
@@ -168,13 +175,13 @@ def test_stream_chat_streams_the_greedy_reply_and_stops_when_closed(tiny):
 
 def start_run(run_dir: Path, model_dir: Path, n_docs: int, batch_size: int = 2) -> list[dict]:
     documents = [{"document_id": f"doc-{i}", "text": text(8 + 5 * i, i)} for i in range(n_docs)]
-    config = draft.DraftConfig(
+    config = worker.DraftConfig(
         model=str(model_dir),
         model_id="tiny",
         prompt_version=3,
         generation=GenerationSettings(max_new_tokens=6, batch_size=batch_size),
     )
-    draft.write_run(run_dir, config, documents)
+    worker.write_run(run_dir, config, documents)
     return documents
 
 
@@ -188,7 +195,7 @@ def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
     run_dir = tmp_path / "run"
     documents = start_run(run_dir, tiny_model_dir, n_docs=7)
     drafted_per_call = []
-    real_summarize = generate.summarize_batch
+    real_summarize = generation.summarize_batch
 
     def counting(model, tokenizer, docs, settings, instruction, on_step=None):
         drafted_per_call.append(len(docs))
@@ -196,13 +203,13 @@ def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
             (run_dir / "cancel").touch()  # the user presses Cancel during the second batch
         return real_summarize(model, tokenizer, docs, settings, instruction, on_step=on_step)
 
-    monkeypatch.setattr(generate, "summarize_batch", counting)
-    assert draft.run_drafting(run_dir) == "cancelled"
+    monkeypatch.setattr(generation, "summarize_batch", counting)
+    assert worker.run_drafting(run_dir) == "cancelled"
     assert poll(run_dir).state == "cancelled"
     # The second batch stopped at its next token and its incomplete drafts were dropped.
     assert drafted_per_call == [2, 2] and len(draft_lines(run_dir)) == 2
 
-    assert draft.run_drafting(run_dir) == "succeeded"
+    assert worker.run_drafting(run_dir) == "succeeded"
     assert drafted_per_call == [2, 2, 2, 2, 1]  # only the 5 documents left
     lines = draft_lines(run_dir)
     assert sorted(r["document_id"] for r in lines) == sorted(d["document_id"] for d in documents)
@@ -214,22 +221,22 @@ def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
     assert {e["phase"] for e in progress} >= {"loading model", "generating"}
     assert progress[-1]["eta_s"] == 0.0
 
-    assert draft.run_drafting(run_dir) == "succeeded"  # nothing left: no model work
+    assert worker.run_drafting(run_dir) == "succeeded"  # nothing left: no model work
     assert len(drafted_per_call) == 5
 
 
 def test_a_half_written_draft_line_is_dropped_on_resume(tmp_path):
     good = json.dumps({"document_id": "a", "summary": "s"}) + "\n"
     (tmp_path / "drafts.jsonl").write_text(good + '{"document_id": "b", "summ')
-    assert draft.drafted_ids(tmp_path) == {"a"}
+    assert worker.drafted_ids(tmp_path) == {"a"}
     assert (tmp_path / "drafts.jsonl").read_text() == good
 
 
 def test_bad_run_folder_fails_with_a_reason(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    draft.write_run(run_dir, draft.DraftConfig(model="some-model"), [])
+    worker.write_run(run_dir, worker.DraftConfig(model="some-model"), [])
     (run_dir / "documents.jsonl").write_text('{"document_id": 1}\n')
-    assert draft.main([str(run_dir)]) == 1
+    assert worker.main([str(run_dir)]) == 1
     state = read_json(run_dir / "status.json")
     assert state["state"] == "failed" and "line 1" in state["reason"]
     assert "error:" in capsys.readouterr().err
@@ -239,7 +246,7 @@ def test_worker_process_drafts_without_importing_the_database(tiny_model_dir, tm
     run_dir = tmp_path / "run"
     start_run(run_dir, tiny_model_dir, n_docs=3)
     script = (
-        "import json, sys; from engine.draft import main; rc = main([sys.argv[1]]); "
+        "import json, sys; from engine.labelling.worker import main; rc = main([sys.argv[1]]); "
         "print(json.dumps([m for m in ('duckdb', 'store', 'streamlit') if m in sys.modules])); "
         "sys.exit(rc)"
     )
@@ -253,7 +260,9 @@ def test_worker_process_drafts_without_importing_the_database(tiny_model_dir, tm
 
 def test_worker_started_by_the_app_drafts(tiny_model_dir, tmp_path):
     if "draft-worker" not in (ROOT / "engine" / "__main__.py").read_text():
-        pytest.skip("engine/__main__.py does not route draft-worker to engine.draft.main yet")
+        pytest.skip(
+            "engine/__main__.py does not route draft-worker to engine.labelling.worker.main yet"
+        )
     run_dir = tmp_path / "run"
     start_run(run_dir, tiny_model_dir, n_docs=3)
     start_worker(run_dir, ["draft-worker", str(run_dir)], env={"PYTHONPROFILEIMPORTTIME": "1"})
@@ -267,13 +276,13 @@ def test_worker_started_by_the_app_drafts(tiny_model_dir, tmp_path):
         for line in (run_dir / "worker.log").read_text().splitlines()
         if line.startswith("import time")
     ]
-    assert "engine.generate" in imported  # the import log works
+    assert "engine.models.generation" in imported  # the import log works
     assert not {"duckdb", "store", "streamlit"} & set(imported)
 
 
 @pytest.mark.slow
 def test_real_default_model_drafts_a_summary(real_model_dir):
-    model, tokenizer = generate.load_model(str(real_model_dir))
+    model, tokenizer = generation.load_model(str(real_model_dir))
     document = (
         "A BILL to rename the post office at 12 Main Street in Springfield, Ohio, as the "
         "Jane Doe Post Office Building. The Act takes effect on January 1, 2026."

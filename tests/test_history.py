@@ -1,10 +1,10 @@
-"""Edit history, optimistic concurrency, revert and undo of bulk actions (engine/editing.py,
+"""Edit history, optimistic concurrency, revert and undo of bulk actions (engine/data/editing.py,
 store/history.py), and the Curate and Review pages editing the record they show."""
 
 import pandas as pd
 import pytest
 
-from engine.editing import (
+from engine.data.editing import (
     StaleEdit,
     bulk_add_tag,
     bulk_set_status,
@@ -12,7 +12,7 @@ from engine.editing import (
     save_example,
     undo_batch,
 )
-from engine.labelling import save_review
+from engine.labelling.review import save_review
 from store import examples as ex
 from store import history
 from store import labelling as label_store

@@ -9,9 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 import store
 from engine.auth import create_user, start_session
+from engine.data.samples import load_sample_if_empty
 from engine.overview import loop_status
 from engine.paths import db_path
-from engine.sample import load_sample_if_empty
 from store import duplicates as dup_store
 from store import examples as ex
 from tests.conftest import ROOT, write_jsonl
@@ -71,7 +71,8 @@ def test_loop_status_counts_the_sample_set(con):
 
 
 def test_loop_steps_turn_done_or_to_do_as_the_store_changes(con, tmp_path):
-    from engine.curation import clean_documents, import_file
+    from engine.data.curation import clean_documents
+    from engine.data.imports import import_file
 
     load_sample_if_empty(con)
     dup_store.reject_all_but_one(con, "accepted")
@@ -109,7 +110,7 @@ def test_home_is_the_default_page_with_the_checklist_and_every_link_for_an_admin
 
     # Live counts: a new document shows up, and Clean and Dedupe are to do again.
     path = write_jsonl(tmp_path / "new.jsonl", [{"text": "A forklift accident report."}])
-    from engine.curation import import_file
+    from engine.data.imports import import_file
 
     import_file(open_store(), path)
     at.run()

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import importers
-from engine.importers import ColumnMap, ImportProblem, Record, detect_columns, open_source
+from engine.data import sources
+from engine.data.opening import open_source
+from engine.data.sources import ColumnMap, ImportProblem, Record, detect_columns
 
 CONGRESS_TRAIN = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "congress119" / "train.jsonl"
@@ -375,7 +376,7 @@ def test_missing_unsupported_and_too_large_files(tmp_path, monkeypatch):
     with pytest.raises(ImportProblem, match=r"'\.xlsx' cannot be imported. Supported: \.jsonl"):
         open_source(tmp_path / "a.xlsx")
     path = write_jsonl(tmp_path / "big.jsonl", [{"text": DOC}] * 200)
-    monkeypatch.setattr(importers, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(sources, "MAX_BYTES", 10_000)
     with pytest.raises(
         ImportProblem, match=r"big.jsonl is [\d.]+ MB, over the [\d.]+ MB limit.*Split"
     ):

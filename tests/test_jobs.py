@@ -4,21 +4,22 @@ import json
 import subprocess
 import sys
 
-from engine import jobs, runs, scheduler
+from engine import scheduler
+from engine.jobs import runfolder, runqueue
 from store import runs as runs_store
 
 
 def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
-    writer = jobs.RunWriter(tmp_path)
+    writer = runfolder.RunWriter(tmp_path)
     writer.event("progress", done=1, total=3)
-    events, offset = jobs.read_events(tmp_path)
+    events, offset = runfolder.read_events(tmp_path)
     assert [e["done"] for e in events] == [1]
     with open(tmp_path / "events.jsonl", "a") as f:
         f.write('{"type": "progress", "done": 2')  # the worker is mid-write
-    assert jobs.read_events(tmp_path, offset) == ([], offset)
+    assert runfolder.read_events(tmp_path, offset) == ([], offset)
     with open(tmp_path / "events.jsonl", "a") as f:
         f.write(', "total": 3}\n')
-    events, _ = jobs.read_events(tmp_path, offset)
+    events, _ = runfolder.read_events(tmp_path, offset)
     assert events[0]["done"] == 2
 
 
@@ -26,27 +27,27 @@ def test_a_dead_worker_is_marked_failed_with_its_log(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "print('loading'); raise SystemExit(3)"])
     proc.wait()
     (tmp_path / "worker.log").write_text("loading\nTraceback: out of memory\n")
-    jobs.RunWriter(tmp_path).set_status("running", pid=proc.pid)
-    state = jobs.poll(tmp_path)
+    runfolder.RunWriter(tmp_path).set_status("running", pid=proc.pid)
+    state = runfolder.poll(tmp_path)
     assert state.state == "failed" and "out of memory" in state.reason
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
 
 
 def test_cancel_request_is_seen_by_the_worker(tmp_path):
-    writer = jobs.RunWriter(tmp_path)
+    writer = runfolder.RunWriter(tmp_path)
     assert not writer.cancel_requested()
-    jobs.request_cancel(tmp_path)
+    runfolder.request_cancel(tmp_path)
     assert writer.cancel_requested()
 
 
 def test_app_restart_reattaches_live_runs_and_fails_dead_ones(con, home):
-    live_id, live_dir = runs.new_run(con, "draft", {"x": 1})
-    dead_id, dead_dir = runs.new_run(con, "draft", {"x": 2})
+    live_id, live_dir = runqueue.new_run(con, "draft", {"x": 1})
+    dead_id, dead_dir = runqueue.new_run(con, "draft", {"x": 2})
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        jobs.RunWriter(live_dir).set_status("running", pid=sleeper.pid)
-        jobs.RunWriter(live_dir).event("progress", done=1, total=2)
-        jobs.RunWriter(dead_dir).set_status("running", pid=2**22 + 12345)
+        runfolder.RunWriter(live_dir).set_status("running", pid=sleeper.pid)
+        runfolder.RunWriter(live_dir).event("progress", done=1, total=2)
+        runfolder.RunWriter(dead_dir).set_status("running", pid=2**22 + 12345)
         for run_id in (live_id, dead_id):
             runs_store.set_state(con, run_id, "running")
         scheduler.tick(con)  # what the app's poller does when it starts again

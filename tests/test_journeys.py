@@ -159,7 +159,7 @@ def test_curate_three_examples_in_turn_each_keeps_its_own_edits(browser, tmp_pat
 
 
 def test_review_two_drafts_in_a_row_nothing_carries_over(browser, tmp_path):
-    from engine.registry import current_prompt
+    from engine.models.registry import current_prompt
     from store.labelling import add_drafts, documents_to_draft
 
     home = tmp_path / "home"
@@ -269,8 +269,8 @@ NEW_CASES = [
 def prepare_loop(con, tiny_model):
     """The sample set, an admin and a reviewer, the tiny model as production model, and a tiny
     training config as the last good one, so one-click retrain takes seconds."""
-    from engine.train_config import TrainConfig
-    from engine.training import remember_good_config
+    from engine.training.config import TrainConfig
+    from engine.training.runs import remember_good_config
 
     add_users(con, {ADMIN: "admin", REVIEWER: "reviewer"})
     register_production(con, "tiny", tiny_model)
@@ -305,6 +305,7 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
         chooser.value.set_files(str(upload))
         page.get_by_role("button", name="Import", exact=True).click()
         expect(page.get_by_text(re.compile(r"4 new documents, 4 new examples"))).to_be_visible()
+        app.note("imported")
 
         # Accept them in Curate with the bulk action (it asks first).
         go_to(page, "Curate")
@@ -345,10 +346,13 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
         queued = page.get_by_text(re.compile(r"^Queued train-[\w-]+\.$"))
         expect(queued).to_be_visible()
         run_id = queued.inner_text().removeprefix("Queued ").removesuffix(".")
+        app.note(f"queued {run_id}")
         go_to(page, "Home", "Tuneloop")
         jobs = sidebar(page)
         expect(jobs.get_by_text(re.compile(r"eval · ")).first).to_be_visible(timeout=JOB_MS)
+        app.note("evaluations started")
         expect(jobs.get_by_text("No jobs running.")).to_be_visible(timeout=JOB_MS)
+        app.note("every job finished")
         with app.store() as con:
             run = con.execute(
                 "SELECT state, reason, config, created_by FROM runs WHERE id = ?", [run_id]
@@ -404,6 +408,7 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
         page.get_by_role("tab", name="Blind preference").click()
         page.get_by_role("button", name="Open a blind A/B review of A and B").click()
         expect(page.get_by_text(re.compile(r"^Reviewers now see this pair"))).to_be_visible()
+        app.note("promoted, blind pair open")
 
         # A reviewer, in a browser of their own, votes blind.
         reviewer = app.log_in(REVIEWER, "blind")
@@ -455,6 +460,7 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
         expect(page.get_by_text(message, exact=True)).to_be_visible()
         expect(page.get_by_text(run_id, exact=True)).to_be_visible(timeout=RERUN_MS)
         wait_until_idle(page)
+        app.note("both models answered")
         with app.store(restart=False) as con:
             messages = con.execute(
                 """SELECT conversation, role, content, model_id FROM chat_messages

@@ -5,16 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from engine.highlight import source_sentences
-from engine.labelling import (
-    agreement,
-    ingest_drafts,
-    mark_unusable,
-    next_draft,
-    save_review,
-    skip,
-)
-from engine.registry import current_prompt, save_prompt
+from engine.labelling.highlight import source_sentences
+from engine.labelling.review import agreement, mark_unusable, next_draft, save_review, skip
+from engine.labelling.runs import ingest_drafts
+from engine.models.registry import current_prompt, save_prompt
 from store import documents as docs
 from store import examples as ex
 from store import labelling as label_store

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from engine.metrics import (
+from engine.evaluation.metrics import (
     bootstrap_ci,
     novel_ngram_ratio,
     paired_bootstrap,

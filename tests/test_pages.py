@@ -214,7 +214,7 @@ def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
 
 
 def test_train_page_button_starts_a_run(app):
-    from engine import jobs, runs
+    from engine.jobs import runfolder, runqueue
     from store import runs as runs_store
 
     app.switch_page("pages/train.py").run()
@@ -226,18 +226,18 @@ def test_train_page_button_starts_a_run(app):
     try:
         assert len(table) == 1 and table["state"].iloc[0] == "running"
         run_dir = table["run_dir"].iloc[0]
-        config = jobs.read_json(Path(run_dir) / "config.json")
+        config = runfolder.read_json(Path(run_dir) / "config.json")
         assert config["method"] == "lora" and config["dataset_version"] == 1
         assert (Path(run_dir) / "train.jsonl").exists()
         assert not (Path(run_dir) / "test.jsonl").exists()  # the test split never travels
     finally:
-        runs.cancel_run(con, table["id"].iloc[0])
-        jobs.request_cancel(table["run_dir"].iloc[0], grace_s=30)
+        runqueue.cancel_run(con, table["id"].iloc[0])
+        runfolder.request_cancel(table["run_dir"].iloc[0], grace_s=30)
 
 
 def test_train_page_starts_a_sweep(app):
-    from engine import jobs
-    from engine.sweep import cancel_sweep
+    from engine.jobs import runfolder
+    from engine.training.sweeps import cancel_sweep
     from store import sweeps as sweeps_store
 
     app.switch_page("pages/train.py").run()
@@ -253,19 +253,19 @@ def test_train_page_starts_a_sweep(app):
     trials = sweeps_store.sweep_trials(con, sweep["id"])
     try:
         assert sweep["state"] == "running" and len(trials) == 1  # one trial at a time
-        params = jobs.read_json(Path(trials["run_dir"].iloc[0]) / "config.json")
+        params = runfolder.read_json(Path(trials["run_dir"].iloc[0]) / "config.json")
         assert params["learning_rate"] in (1e-4, 1e-3) and params["lora_r"] in (4, 8)
         assert any("4 trials" in s.value for s in app.success)
     finally:
         cancel_sweep(con, sweep["id"])
-        jobs.request_cancel(trials["run_dir"].iloc[0], grace_s=30)
+        runfolder.request_cancel(trials["run_dir"].iloc[0], grace_s=30)
     assert sweeps_store.get_sweep(con, sweep["id"])["state"] == "cancelled"
 
 
 def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
-    from engine import jobs, runs
-    from engine.evaluation import test_dataset
-    from engine.registry import production_model
+    from engine.evaluation.runs import test_dataset
+    from engine.jobs import runfolder, runqueue
+    from engine.models.registry import production_model
     from store import evals as evals_store
     from store import runs as runs_store
     from store import splits as splits_store
@@ -292,7 +292,7 @@ def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     app.toggle(key="compare_losses").set_value(True).run()  # B never lost: nothing listed
     assert not app.exception, app.exception
     app.button(key="compare_blind").click().run()
-    from engine.preference import open_pairs
+    from engine.labelling.preference import open_pairs
 
     assert len(open_pairs(con)) == 1  # reviewers can now vote on this pair, blind
 
@@ -308,5 +308,5 @@ def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     assert len(started) == 1
     generation = evals_store.get_evaluation(con, started["id"].iloc[0])["generation"]
     assert '"max_new_tokens": 64' in generation  # the page's settings reach the run
-    runs.cancel_run(con, started["id"].iloc[0])
-    jobs.request_cancel(started["run_dir"].iloc[0], grace_s=30)
+    runqueue.cancel_run(con, started["id"].iloc[0])
+    runfolder.request_cancel(started["run_dir"].iloc[0], grace_s=30)

@@ -1,5 +1,5 @@
 """The shared job queue and the background poller: one heavy job at a time, cancel of queued
-and running jobs, a per-user drafting limit, torn event lines, progress with phases, and runs
+and running runfolder, a per-user drafting limit, torn event lines, progress with phases, and runs
 finishing with no page open."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from engine import jobs, runs, scheduler
+from engine import scheduler
+from engine.jobs import runfolder, runqueue
 from store import runs as runs_store
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
@@ -20,8 +21,8 @@ def queue_sleepers(con, n: int) -> list[str]:
     """n queued runs whose worker is a plain sleeping Python process."""
     ids = []
     for _ in range(n):
-        with runs.preparing():
-            run_id, _ = runs.new_run(con, "eval", {}, "ada", ["--version"])
+        with runqueue.preparing():
+            run_id, _ = runqueue.new_run(con, "eval", {}, "ada", ["--version"])
         ids.append(run_id)
     return ids
 
@@ -29,16 +30,16 @@ def queue_sleepers(con, n: int) -> list[str]:
 @pytest.fixture
 def sleeping_workers(monkeypatch):
     """Workers that sleep instead of running `python -m engine …`."""
-    monkeypatch.setattr(jobs, "worker_command", lambda args, launcher=None: SLEEPER)
+    monkeypatch.setattr(runfolder, "worker_command", lambda args, launcher=None: SLEEPER)
     started = []
-    real = jobs.start_worker
+    real = runfolder.start_worker
 
     def start(run_dir, args, env=None, launcher=None):
         pid = real(run_dir, args, env, launcher)
         started.append(pid)
         return pid
 
-    monkeypatch.setattr(jobs, "start_worker", start)
+    monkeypatch.setattr(runfolder, "start_worker", start)
     yield started
     import os
     import signal
@@ -57,21 +58,21 @@ def states(con, ids):
 def test_one_heavy_job_at_a_time_on_a_cpu_and_the_rest_wait_their_turn(
     con, home, sleeping_workers, monkeypatch
 ):
-    monkeypatch.setattr(runs, "slots", lambda: 1)
+    monkeypatch.setattr(runqueue, "slots", lambda: 1)
     ids = queue_sleepers(con, 3)
-    assert runs.pump(con) == [ids[0]]
-    assert runs.pump(con) == []  # the slot is taken
+    assert runqueue.pump(con) == [ids[0]]
+    assert runqueue.pump(con) == []  # the slot is taken
     assert states(con, ids) == ["running", "queued", "queued"]
-    assert [runs.queue_position(con, i) for i in ids] == [None, 1, 2]
-    runs.cancel_run(con, ids[1])  # a queued job is cancelled at once
+    assert [runqueue.queue_position(con, i) for i in ids] == [None, 1, 2]
+    runqueue.cancel_run(con, ids[1])  # a queued job is cancelled at once
     assert states(con, ids)[1] == "cancelled"
-    assert runs.queue_position(con, ids[2]) == 1
+    assert runqueue.queue_position(con, ids[2]) == 1
 
 
 def test_two_slots_run_two_jobs(con, home, sleeping_workers, monkeypatch):
-    monkeypatch.setattr(runs, "slots", lambda: 2)
+    monkeypatch.setattr(runqueue, "slots", lambda: 2)
     ids = queue_sleepers(con, 3)
-    runs.pump(con)
+    runqueue.pump(con)
     assert states(con, ids) == ["running", "running", "queued"]
 
 
@@ -81,9 +82,9 @@ def test_a_running_job_that_dies_is_failed_with_a_reason_and_the_next_one_starts
     import os
     import signal
 
-    monkeypatch.setattr(runs, "slots", lambda: 1)
+    monkeypatch.setattr(runqueue, "slots", lambda: 1)
     ids = queue_sleepers(con, 2)
-    runs.pump(con)
+    runqueue.pump(con)
     os.killpg(sleeping_workers[0], signal.SIGKILL)
     deadline = time.time() + 10
     while states(con, ids)[0] == "running" and time.time() < deadline:
@@ -97,14 +98,16 @@ def test_a_running_job_that_dies_is_failed_with_a_reason_and_the_next_one_starts
 def test_the_poller_finishes_jobs_with_no_page_open(con, home, monkeypatch):
     """A worker that writes an event and succeeds: the poller thread alone ingests both."""
     script = (
-        "import sys; from engine.jobs import RunWriter; w = RunWriter(sys.argv[1]); "
+        "import sys; from engine.jobs.runfolder import RunWriter; w = RunWriter(sys.argv[1]); "
         "w.progress('generating', 1, 1); w.set_status('succeeded')"
     )
     monkeypatch.setattr(
-        jobs, "worker_command", lambda args, launcher=None: [sys.executable, "-c", script, *args]
+        runfolder,
+        "worker_command",
+        lambda args, launcher=None: [sys.executable, "-c", script, *args],
     )
-    with runs.preparing():
-        run_id, run_dir = runs.new_run(con, "draft", {}, "ada", ["{run_dir}"])
+    with runqueue.preparing():
+        run_id, run_dir = runqueue.new_run(con, "draft", {}, "ada", ["{run_dir}"])
     poller = scheduler.Poller(con, every_s=0.2).start()
     try:
         deadline = time.time() + 20
@@ -120,48 +123,48 @@ def test_the_poller_finishes_jobs_with_no_page_open(con, home, monkeypatch):
 
 
 def test_a_torn_last_line_is_skipped_and_the_next_event_starts_on_a_fresh_line(tmp_path):
-    writer = jobs.RunWriter(tmp_path)
+    writer = runfolder.RunWriter(tmp_path)
     writer.event("progress", done=1, total=3)
     with open(tmp_path / "events.jsonl", "a") as f:
         f.write('{"time": 1, "type": "progr')  # the worker was killed mid-write
-    events, offset = jobs.read_events(tmp_path)
+    events, offset = runfolder.read_events(tmp_path)
     assert [e["done"] for e in events] == [1]  # the torn line is not read yet
     writer.event("progress", done=2, total=3)  # resumed: appends after the torn line
-    more, _ = jobs.read_events(tmp_path, offset)
+    more, _ = runfolder.read_events(tmp_path, offset)
     assert [e["done"] for e in more] == [2]
-    everything, _ = jobs.read_events(tmp_path)
+    everything, _ = runfolder.read_events(tmp_path)
     assert [e["done"] for e in everything] == [1, 2]
 
 
 def test_progress_events_carry_a_phase_and_an_eta(tmp_path):
-    jobs.RunWriter(tmp_path).progress("generating", 5, 14, eta_s=-3.0, step=7)
-    (event,), _ = jobs.read_events(tmp_path)
+    runfolder.RunWriter(tmp_path).progress("generating", 5, 14, eta_s=-3.0, step=7)
+    (event,), _ = runfolder.read_events(tmp_path)
     assert event["phase"] == "generating" and (event["done"], event["total"]) == (5, 14)
     assert event["eta_s"] == 0.0 and event["step"] == 7
 
 
 def test_a_reviewer_cannot_fill_the_queue_with_drafting_runs(con, home, monkeypatch):
-    from engine import labelling
+    from engine.labelling import runs as drafting_runs
 
-    monkeypatch.setattr(runs, "pump", lambda con: [])  # keep them queued
+    monkeypatch.setattr(runqueue, "pump", lambda con: [])  # keep them queued
     con.execute(
         "INSERT INTO documents (id, raw_text, clean_text, source, n_words) VALUES "
         "('d1', 'one text', 'one text', 's', 2), ('d2', 'two text', 'two text', 's', 2)"
     )
-    monkeypatch.setattr(labelling, "resolve", lambda con, m: _Ref())
-    monkeypatch.setattr(labelling, "current_prompt", lambda con: (1, "Summarize."))
-    first = labelling.start_drafting(con, "m", limit=1, user="rita")
+    monkeypatch.setattr(drafting_runs, "resolve", lambda con, m: _Ref())
+    monkeypatch.setattr(drafting_runs, "current_prompt", lambda con: (1, "Summarize."))
+    first = drafting_runs.start_drafting(con, "m", limit=1, user="rita")
     with pytest.raises(ValueError, match="already have 1 drafting run"):
-        labelling.start_drafting(con, "m", user="rita")
-    second = labelling.start_drafting(con, "m", user="sam")  # another reviewer
+        drafting_runs.start_drafting(con, "m", user="rita")
+    second = drafting_runs.start_drafting(con, "m", user="sam")  # another reviewer
     held = {
         json.loads(line)["document_id"]
         for run_id in (first, second)
-        for line in (runs.runs_dir() / run_id / "documents.jsonl").read_text().splitlines()
+        for line in (runqueue.runs_dir() / run_id / "documents.jsonl").read_text().splitlines()
     }
     assert held == {"d1", "d2"}  # the second run left out the document the first one holds
     with pytest.raises(ValueError, match="No documents to draft"):
-        labelling.start_drafting(con, "m", user="tom")
+        drafting_runs.start_drafting(con, "m", user="tom")
 
 
 class _Ref:
@@ -169,17 +172,17 @@ class _Ref:
 
 
 def test_greedy_output_is_identical_with_the_progress_hook(tiny_model):
-    from engine import generate
+    from engine.models import generation
 
-    model, tokenizer = generate.load_model(str(tiny_model))
-    settings = generate.GenerationSettings(max_new_tokens=12, batch_size=2)
+    model, tokenizer = generation.load_model(str(tiny_model))
+    settings = generation.GenerationSettings(max_new_tokens=12, batch_size=2)
     docs = ["The claimant fell on a wet floor in a shop.", "A dog bit the postman twice."]
-    plain = generate.summarize_batch(model, tokenizer, docs, settings)
+    plain = generation.summarize_batch(model, tokenizer, docs, settings)
     steps = []
-    hooked = generate.summarize_batch(
+    hooked = generation.summarize_batch(
         model, tokenizer, docs, settings, on_step=lambda s: steps.append(s) and False
     )
     assert [r.text for r in hooked] == [r.text for r in plain]
     assert steps and steps[0] == 1
-    with pytest.raises(generate.GenerationStopped):  # a cancel between two tokens
-        generate.summarize_batch(model, tokenizer, docs, settings, on_step=lambda s: s >= 3)
+    with pytest.raises(generation.GenerationStopped):  # a cancel between two tokens
+        generation.summarize_batch(model, tokenizer, docs, settings, on_step=lambda s: s >= 3)

@@ -8,10 +8,10 @@ import re
 
 import store
 from engine.__main__ import main
-from engine.evaluation import compare_runs
-from engine.highlight import diff_html, word_diff
+from engine.evaluation.comparison import compare_runs
+from engine.evaluation.report import comparison_html
+from engine.labelling.highlight import diff_html, word_diff
 from engine.paths import db_path
-from engine.report import comparison_html
 from tests.test_evaluation import planted_store
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import readers
-from engine.curation import ImportProblem, import_file
-from engine.importers import check_import_path, open_source
+from engine.data import readers
+from engine.data.imports import import_file
+from engine.data.opening import check_import_path, open_source
+from engine.data.sources import ImportProblem
 from engine.paths import IMPORT_DIRS_ENV, import_dirs, safe_file_name
 from store import documents as docs
 from store import examples as ex

@@ -14,20 +14,36 @@ from streamlit.testing.v1 import AppTest
 import store
 from engine import auth
 from engine.audit import entries
-from engine.curation import ImportProblem, clean_documents, import_file
-from engine.duplicates import dedupe_documents, resolve_all, resolve_cluster
-from engine.editing import bulk_add_tag, bulk_set_status, revert_change, save_example, undo_batch
-from engine.evaluation import promote, start_evaluation
-from engine.export import export_dataset
-from engine.generate import GenerationSettings
-from engine.highlight import diff_html
-from engine.preference import REVIEWER_CHAT, chat_settings, close_pair, draft_settings, open_pair
-from engine.registry import production_model
-from engine.sample import load_sample_if_empty
-from engine.split import split_examples
-from engine.sweep import SweepSpace, cancel_sweep, start_sweep, use_best
-from engine.train_config import TrainConfig
-from engine.training import retrain_latest, start_training
+from engine.data.curation import clean_documents
+from engine.data.dedupe import dedupe_documents, resolve_all, resolve_cluster
+from engine.data.editing import (
+    bulk_add_tag,
+    bulk_set_status,
+    revert_change,
+    save_example,
+    undo_batch,
+)
+from engine.data.export import export_dataset
+from engine.data.imports import import_file
+from engine.data.samples import load_sample_if_empty
+from engine.data.sources import ImportProblem
+from engine.data.split import split_examples
+from engine.evaluation.comparison import promote
+from engine.evaluation.runs import start_evaluation
+from engine.jobs import runfolder
+from engine.labelling.highlight import diff_html
+from engine.labelling.preference import (
+    REVIEWER_CHAT,
+    chat_settings,
+    close_pair,
+    draft_settings,
+    open_pair,
+)
+from engine.models.generation import GenerationSettings
+from engine.models.registry import production_model
+from engine.training.config import TrainConfig
+from engine.training.runs import retrain_latest, start_training
+from engine.training.sweeps import SweepSpace, cancel_sweep, start_sweep, use_best
 from store import duplicates as dup_store
 from store import examples as ex
 from store import history
@@ -156,13 +172,12 @@ def test_bulk_actions_and_their_undo_are_audited_with_counts(loaded):
 
 
 def test_admin_actions_are_accepted_and_audited(loaded, monkeypatch):
-    from engine import jobs
-    from engine.train_config import PRESETS
+    from engine.training.config import PRESETS
     from store import registry as reg_store
 
     con, home = loaded.con, loaded.home
     started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda run_dir, *a, **k: started.append(run_dir))
+    monkeypatch.setattr(runfolder, "start_worker", lambda run_dir, *a, **k: started.append(run_dir))
     rejected = ex.count_examples(con, ex.ExampleFilter(statuses=("rejected",)))
     n = resolve_all(con, "longest", ADMIN)
     assert n > 0
@@ -222,7 +237,7 @@ def test_audit_log_migration_and_upgrade(tmp_path, monkeypatch):
     monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[: MIGRATIONS.index(m007_audit)])
     old = store.connect(tmp_path / "old.duckdb")
     monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
-    assert db.migrate(old) == ["m007_audit"]
+    assert db.migrate(old)[0] == "m007_audit"  # and any later ones
     auth.create_user(old, "bob", "long enough", "reviewer")
     assert entries(old)[["username", "action", "target"]].values.tolist() == [
         ["console", "user_add", "bob"]
@@ -434,7 +449,7 @@ def test_review_highlights_and_blind_summaries_show_as_text(reviewer_app):
 
 
 def test_reviewers_chat_samples_the_production_model_and_shows_no_images(reviewer_app, monkeypatch):
-    import engine.generate
+    import engine.models.generation
     import ui.common
     from store import chat as chat_store
 
@@ -445,7 +460,7 @@ def test_reviewers_chat_samples_the_production_model_and_shows_no_images(reviewe
         yield "![beacon](http://evil.example/p.gif) "
         yield "The claimant **slipped**."
 
-    monkeypatch.setattr(engine.generate, "stream_chat", fake_stream)
+    monkeypatch.setattr(engine.models.generation, "stream_chat", fake_stream)
     monkeypatch.setattr(ui.common, "load_model_cached", lambda path, adapter: (None, None))
     at, con = reviewer_app
     at.switch_page("pages/chat.py").run()

@@ -10,17 +10,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import store
-from engine.curation import import_file
-from engine.duplicates import count_to_reject, resolve_all
-from engine.paths import db_path
-from engine.sample import load_sample_if_empty
-from engine.split import (
+from engine.data.dedupe import count_to_reject, resolve_all
+from engine.data.imports import import_file
+from engine.data.samples import load_sample_if_empty
+from engine.data.split import (
     SplitSettings,
     assign_splits,
     last_split_settings,
     split_examples,
     training_data_summary,
 )
+from engine.jobs import runfolder
+from engine.paths import db_path
 from store import evals as evals_store
 from store import examples as ex
 from store import splits
@@ -252,13 +253,12 @@ def test_training_data_summary_counts_what_training_uses_and_leaves_out(con, tmp
 
 
 def test_one_click_retrain_splits_new_accepted_data_first(con, home, tmp_path, monkeypatch):
-    from engine import jobs
-    from engine.train_config import PRESETS, TrainConfig
-    from engine.training import remember_good_config, retrain_latest
+    from engine.training.config import PRESETS, TrainConfig
+    from engine.training.runs import remember_good_config, retrain_latest
     from store import registry as reg_store
 
     started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda run_dir, *a, **k: started.append(run_dir))
+    monkeypatch.setattr(runfolder, "start_worker", lambda run_dir, *a, **k: started.append(run_dir))
     load_sample_if_empty(con)
     reg_store.register_model(con, "base", "full", str(tmp_path / "base"))
     remember_good_config(con, TrainConfig.from_dict(PRESETS["Quick (CPU demo)"]), "base")
@@ -289,10 +289,22 @@ def test_count_to_reject_is_what_resolve_all_rejects(con):
 
 
 def page(path: str | None = None, script: str | None = None, user: str = "rita") -> AppTest:
-    at = AppTest.from_file(str(ROOT / path)) if path else AppTest.from_string(script)
-    at.default_timeout = 120
-    at.session_state["user"] = {"name": user, "role": "admin"}
-    return at.run()
+    """A page run inside the app's frame, signed in as an admin through the session cookie the
+    login form would have handed out; or a bare script with the user set."""
+    if script:
+        at = AppTest.from_string(script)
+        at.default_timeout = 120
+        at.session_state["user"] = {"name": user, "role": "admin"}
+        return at.run()
+    from engine.auth import create_user, start_session
+
+    con = store.connect(db_path())
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.run()  # the first visit loads the sample set
+    create_user(con, user, "correct horse", "admin")
+    at.session_state["login_cookie"] = start_session(con, user)
+    at.run()
+    return at.switch_page(path).run()
 
 
 def test_training_data_ui_says_what_is_left_out_and_splits_it_now(home, tmp_path):

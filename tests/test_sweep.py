@@ -11,51 +11,54 @@ from pathlib import Path
 
 import pytest
 
-from engine import jobs, scheduler, sweep, training
-from engine.registry import register_base
-from engine.sample import load_sample_if_empty
-from engine.train_config import TrainConfig
+from engine import scheduler
+from engine.data.samples import load_sample_if_empty
+from engine.jobs import runfolder
+from engine.models.registry import register_base
+from engine.training import runs as training_runs
+from engine.training import sweeps
+from engine.training.config import TrainConfig
 from store import registry as reg_store
 from store import runs as runs_store
 from store import sweeps as sweeps_store
 
 
 def test_grid_tries_each_point_once_in_a_seeded_order():
-    space = sweep.SweepSpace(
+    space = sweeps.SweepSpace(
         learning_rates=[1e-4, 1e-3], epochs=[1.0], lora_ranks=[4, 8], n_trials=10, method="grid"
     )
     assert space.planned_trials() == 4
     done = []
-    while (params := sweep.next_params(space, done)) is not None:
+    while (params := sweeps.next_params(space, done)) is not None:
         done.append((params, 1.0))
     assert len(done) == 4 and len({tuple(p.values()) for p, _ in done}) == 4
-    assert [p for p, _ in done] == space.grid() == sweep.SweepSpace(**vars(space)).grid()
+    assert [p for p, _ in done] == space.grid() == sweeps.SweepSpace(**vars(space)).grid()
 
 
 def test_tpe_stays_in_the_space_and_explores():
-    space = sweep.SweepSpace(learning_rates=[1e-5, 1e-3], epochs=[1.0, 3.0], lora_ranks=[4, 16])
+    space = sweeps.SweepSpace(learning_rates=[1e-5, 1e-3], epochs=[1.0, 3.0], lora_ranks=[4, 16])
     done = []
     for i in range(6):
-        params = sweep.next_params(space, done)
+        params = sweeps.next_params(space, done)
         assert 1e-5 <= params["learning_rate"] <= 1e-3
         assert params["epochs"] in (1.0, 3.0) and params["lora_r"] in (4, 16)
         # A made-up objective with its minimum near 1e-4; trial 3 failed.
         value = None if i == 2 else abs(params["learning_rate"] - 1e-4) * 1e4
         done.append((params, value))
     assert len({p["learning_rate"] for p, _ in done}) == 6
-    assert sweep.next_params(space, done) == sweep.next_params(space, done)  # reproducible
+    assert sweeps.next_params(space, done) == sweeps.next_params(space, done)  # reproducible
 
 
 def test_bad_spaces_are_refused():
     with pytest.raises(ValueError, match="tpe"):
-        sweep.SweepSpace(method="random")
+        sweeps.SweepSpace(method="random")
     with pytest.raises(ValueError, match="positive"):
-        sweep.SweepSpace(learning_rates=[0.0])
+        sweeps.SweepSpace(learning_rates=[0.0])
 
 
 def test_a_trial_keeps_the_base_settings_and_the_alpha_to_rank_ratio():
     base = TrainConfig(max_steps=24, lora_r=8, lora_alpha=16, batch_size=2, seed=7)
-    config = sweep.trial_config(base, {"learning_rate": 1e-3, "epochs": 2.0, "lora_r": 32})
+    config = sweeps.trial_config(base, {"learning_rate": 1e-3, "epochs": 2.0, "lora_r": 32})
     assert (config.learning_rate, config.epochs, config.max_steps) == (1e-3, 2.0, -1)
     assert (config.lora_r, config.lora_alpha, config.batch_size, config.seed) == (32, 64, 2, 7)
 
@@ -79,10 +82,10 @@ def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner
         train_subset=16,
         eval_samples=4,
     )
-    space = sweep.SweepSpace(
+    space = sweeps.SweepSpace(
         learning_rates=[1e-4, 3e-2], epochs=[1.0], lora_ranks=[8], n_trials=2, method="grid"
     )
-    sweep_id = sweep.start_sweep(con, base, "tiny", space, {"name": "ada", "role": "admin"})
+    sweep_id = sweeps.start_sweep(con, base, "tiny", space, {"name": "ada", "role": "admin"})
     deadline = time.time() + 240
     while sweeps_store.get_sweep(con, sweep_id)["state"] == "running":
         assert time.time() < deadline, "the sweep did not finish"
@@ -91,12 +94,12 @@ def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner
         scheduler.tick(con)
         time.sleep(0.5)
 
-    results = sweep.sweep_results(con, sweep_id)
+    results = sweeps.sweep_results(con, sweep_id)
     assert list(results["trial"]) == [1, 2] and set(results["state"]) == {"succeeded"}
     assert sorted(results["learning_rate"]) == [1e-4, 3e-2]
     trials = sweeps_store.sweep_trials(con, sweep_id)
     dataset_versions = {
-        jobs.read_json(Path(d) / "config.json")["dataset_version"] for d in trials["run_dir"]
+        runfolder.read_json(Path(d) / "config.json")["dataset_version"] for d in trials["run_dir"]
     }
     assert len(dataset_versions) == 1  # every trial trains on the same frozen data
     for run_dir in trials["run_dir"]:
@@ -110,11 +113,11 @@ def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner
     models = reg_store.list_models(con)
     assert set(trials["id"]) <= set(models["id"])  # each trial's adapter is registered
     # A trial does not change the retrain default; "use best" does.
-    assert training.default_config(con).learning_rate != 3e-2
-    best = sweep.best_trial(con, sweep_id)
+    assert training_runs.default_config(con).learning_rate != 3e-2
+    best = sweeps.best_trial(con, sweep_id)
     assert best["best val loss"] == results["best val loss"].min()
-    chosen = sweep.use_best(con, sweep_id)
-    assert training.default_config(con) == chosen
+    chosen = sweeps.use_best(con, sweep_id)
+    assert training_runs.default_config(con) == chosen
     assert chosen.learning_rate == best["learning_rate"]
 
 
@@ -123,17 +126,23 @@ def test_a_sweep_needs_a_validation_split(con, home, tiny_model):
     con.execute("UPDATE examples SET split = 'train' WHERE split = 'validation'")
     register_base(con, "tiny", str(tiny_model))
     with pytest.raises(ValueError, match="validation split is empty"):
-        sweep.start_sweep(con, TrainConfig(), "tiny", sweep.SweepSpace())
+        sweeps.start_sweep(con, TrainConfig(), "tiny", sweeps.SweepSpace())
 
 
 def test_several_gpus_launch_the_worker_through_accelerate():
-    assert jobs.accelerate_launcher(0) is None and jobs.accelerate_launcher(1) is None
-    assert jobs.worker_command(["train", "r"]) == [sys.executable, "-m", "engine", "train", "r"]
-    ddp = jobs.worker_command(["train", "r"], jobs.accelerate_launcher(4))
+    assert runfolder.accelerate_launcher(0) is None and runfolder.accelerate_launcher(1) is None
+    assert runfolder.worker_command(["train", "r"]) == [
+        sys.executable,
+        "-m",
+        "engine",
+        "train",
+        "r",
+    ]
+    ddp = runfolder.worker_command(["train", "r"], runfolder.accelerate_launcher(4))
     assert ddp[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in ddp and ddp[ddp.index("--num_processes") + 1] == "4"
     assert ddp[-4:] == ["--module", "engine", "train", "r"]
-    fsdp = jobs.worker_command(["train", "r"], jobs.accelerate_launcher(8, fsdp=True))
+    fsdp = runfolder.worker_command(["train", "r"], runfolder.accelerate_launcher(8, fsdp=True))
     assert "--use_fsdp" in fsdp and "--multi_gpu" not in fsdp
     # accelerate itself accepts every flag we pass (it parses them before launching anything).
     for command in (ddp, fsdp):
@@ -147,7 +156,7 @@ def test_several_gpus_launch_the_worker_through_accelerate():
 
 def test_only_the_main_process_writes_under_a_launcher(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
-    writer = jobs.RunWriter(tmp_path)
+    writer = runfolder.RunWriter(tmp_path)
     writer.event("progress", step=1)
     writer.set_status("running")
     assert not (tmp_path / "events.jsonl").exists() and not (tmp_path / "status.json").exists()

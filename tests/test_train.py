@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import jobs
-from engine.prompts import training_record
-from engine.train_config import PRESETS, TrainConfig, planned_steps, preflight
+from engine.jobs import runfolder
+from engine.models.prompts import training_record
+from engine.training.config import PRESETS, TrainConfig, planned_steps, preflight
 from tests.conftest import write_jsonl
 
 INSTRUCTION = "Summarize."  # short prompts keep the tiny runs fast
@@ -32,7 +32,7 @@ def make_run(run_dir: Path, config: TrainConfig, train: list, validation: list) 
 
 
 def events(run_dir: Path, kind: str) -> list[dict]:
-    return [e for e in jobs.read_events(run_dir)[0] if e["type"] == kind]
+    return [e for e in runfolder.read_events(run_dir)[0] if e["type"] == kind]
 
 
 def status(run_dir: Path) -> dict:
@@ -105,8 +105,8 @@ def test_preflight_warns_about_data_that_does_not_suit_the_settings():
 
 
 def test_long_documents_are_cut_and_summaries_kept(tiny_model):
-    from engine.models import load_tokenizer
-    from engine.train import fit_examples
+    from engine.models.embedded import load_tokenizer
+    from engine.training.worker import fit_examples
 
     tokenizer = load_tokenizer(str(tiny_model))
     config = TrainConfig(instruction=INSTRUCTION, max_length=128, max_new_tokens=16)
@@ -125,7 +125,7 @@ def test_long_documents_are_cut_and_summaries_kept(tiny_model):
 
 def test_the_worker_module_starts_without_heavy_or_database_imports():
     code = (
-        "import sys, engine.train; print([m for m in ('torch', 'transformers', 'trl', "
+        "import sys, engine.training.worker; print([m for m in ('torch', 'transformers', 'trl', "
         "'duckdb', 'store', 'streamlit') if m in sys.modules])"
     )
     out = subprocess.run(
@@ -143,7 +143,7 @@ def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tin
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from engine.train import train
+    from engine.training.worker import train
 
     run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
     assert train(run) == "succeeded"
@@ -181,7 +181,7 @@ def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_mod
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.train import train
+    from engine.training.worker import train
 
     # Full fine-tuning at a high rate memorises four bills; the weather reports drift away.
     config = tiny_config(
@@ -211,7 +211,7 @@ def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_mod
     assert metrics["best_eval_loss"] == pytest.approx(min(evals.values()))
 
     # final/ holds full weights from the best checkpoint: it loads and knows the bills.
-    from engine.models import load_tokenizer
+    from engine.models.embedded import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model))
     record = training_record(*BILLS[0], INSTRUCTION)
@@ -229,11 +229,11 @@ def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from engine.train import train
+    from engine.training.worker import train
 
     run = make_run(tmp_path / "run", tiny_config(tiny_model, max_steps=200), BILLS, WEATHER)
 
-    def cancel_after_the_first_step():  # as jobs.request_cancel does, mid-training
+    def cancel_after_the_first_step():  # as runfolder.request_cancel does, mid-training
         deadline = time.time() + 120
         while not (run / "events.jsonl").exists() or not [
             e for e in events(run, "progress") if e["phase"] == "training"
@@ -252,7 +252,7 @@ def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_
 
 
 def test_a_cancel_before_the_first_step_trains_nothing(tiny_model, tmp_path):
-    from engine.train import train
+    from engine.training.worker import train
 
     run = make_run(tmp_path / "run", tiny_config(tiny_model), BILLS, WEATHER)
     (run / "cancel").touch()  # asked while the worker was still loading the model
@@ -265,9 +265,9 @@ def test_a_cancel_before_the_first_step_trains_nothing(tiny_model, tmp_path):
 def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):
     missing = tmp_path / "no-such-model"
     run = make_run(tmp_path / "run", TrainConfig(base_model=str(missing)), BILLS, WEATHER)
-    jobs.start_worker(run, ["train", str(run)])
+    runfolder.start_worker(run, ["train", str(run)])
     deadline = time.time() + 60
-    while (state := jobs.poll(run)).state == "running" and time.time() < deadline:
+    while (state := runfolder.poll(run)).state == "running" and time.time() < deadline:
         time.sleep(0.5)
     assert state.state == "failed"
     assert f"The base model folder {missing} does not exist" in state.reason
@@ -275,7 +275,7 @@ def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_model_learns_bills_in_a_few_steps(home, congress_train):
-    from engine.train import train
+    from engine.training.worker import train
 
     rows = [json.loads(line) for line in congress_train.open(encoding="utf-8")]
     pairs = [(r["document"], r["summary"]) for r in rows[:48]]
@@ -301,7 +301,7 @@ def test_the_default_model_learns_bills_in_a_few_steps(home, congress_train):
 def test_settings_that_leave_no_room_for_the_summaries_fail_with_a_clear_reason(
     tiny_model, tmp_path
 ):
-    from engine.train import train
+    from engine.training.worker import train
 
     wordy = "Summarize the document below carefully and faithfully, please. " * 12
     config = tiny_config(tiny_model, instruction=wordy, rouge_eval_samples=0)
@@ -311,8 +311,8 @@ def test_settings_that_leave_no_room_for_the_summaries_fail_with_a_clear_reason(
 
 
 def test_an_example_whose_summary_cannot_fit_is_left_out_never_cut(tiny_model):
-    from engine.models import load_tokenizer
-    from engine.train_data import fit_examples
+    from engine.models.embedded import load_tokenizer
+    from engine.training.data import fit_examples
 
     tokenizer = load_tokenizer(str(tiny_model))
     config = TrainConfig(instruction=INSTRUCTION, max_length=128, max_new_tokens=16)
@@ -336,16 +336,18 @@ def test_preflight_warns_when_most_training_documents_exceed_max_length():
 
 
 def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeypatch):
-    from engine import training
-    from engine.sample import load_sample_if_empty
+    from engine.data.samples import load_sample_if_empty
+    from engine.training import runs as training_runs
     from store import registry as reg_store
     from store import splits as splits_store
 
     load_sample_if_empty(con)
     reg_store.register_model(con, "base", "base", str(home / "no-model"))
-    monkeypatch.setattr(training.runs, "pump", lambda con: [])  # write the folder, start nothing
+    monkeypatch.setattr(
+        training_runs.runs, "pump", lambda con: []
+    )  # write the folder, start nothing
     config = TrainConfig.from_dict(PRESETS["Quick (CPU demo)"])
-    run_id, warnings = training.start_training(con, config, "base")
+    run_id, warnings = training_runs.start_training(con, config, "base")
 
     run_dir = Path(con.execute("SELECT run_dir FROM runs WHERE id = ?", [run_id]).fetchone()[0])
     assert sorted(p.name for p in run_dir.iterdir()) == [

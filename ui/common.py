@@ -12,8 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 import store
+from engine.data.samples import load_sample_if_empty
 from engine.paths import db_path
-from engine.sample import load_sample_if_empty
 from engine.scheduler import Poller
 from store import duplicates as dup_store
 from store import examples as examples_store
@@ -69,14 +69,14 @@ def progress_ui(label: str):
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def load_model_cached(path: str, adapter: str | None):
     """Each model is loaded once per process and shared by every session."""
-    from engine.generate import load_model
+    from engine.models.generation import load_model
 
     return load_model(path, adapter)
 
 
 def model_ui(con, label: str, key: str) -> str:
     """A registered-model picker (the production model first); returns the model id."""
-    from engine.registry import ensure_default_model, production_model
+    from engine.models.registry import ensure_default_model, production_model
     from store import registry as reg_store
 
     with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
@@ -89,7 +89,7 @@ def model_ui(con, label: str, key: str) -> str:
 
 def generation_ui(prefix: str):
     """Generation settings in an expander; returns GenerationSettings."""
-    from engine.generate import GenerationSettings
+    from engine.models.generation import GenerationSettings
 
     with st.expander("Generation settings"):
         c = st.columns(4)
@@ -129,12 +129,21 @@ def _run_inside_the_frame():
     itself, without streamlit_app.py and its gate (the first request after a start may ask for
     /curate; AppTest does it on every run). Then run the frame here instead (its navigation
     resolves the same URL path, so this page runs inside it, or the login form does) and stop.
-    PagesManager's flag is Streamlit's own: st.navigation clears it the same way."""
+    PagesManager's flag is Streamlit's own: st.navigation clears it the same way. Whether this
+    run is inside the frame is asked of this run's call stack, not of that process-wide flag:
+    after a restart every open tab reconnects at once, and the runs that start before the
+    first one clears the flag are bare page files too (tests/test_journeys.py found one)."""
     import runpy
+    import sys
 
     from streamlit.runtime.pages_manager import PagesManager
 
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        runpy.run_path(str(Path(__file__).parents[1] / "streamlit_app.py"), run_name="__main__")
-        st.stop()
+    frame = os.path.realpath(Path(__file__).parents[1] / "streamlit_app.py")
+    caller = sys._getframe(1)
+    while caller is not None:
+        if os.path.realpath(caller.f_code.co_filename) == frame:
+            return
+        caller = caller.f_back
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(frame, run_name="__main__")
+    st.stop()

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import evaluation
-from engine.highlight import diff_html
-from engine.registry import production_model
+from engine.evaluation import comparison
+from engine.evaluation import runs as evaluation_runs
+from engine.labelling.highlight import diff_html
+from engine.models.registry import production_model
 from store import evals as evals_store
 from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
 from ui.common import db
+from ui.export import export_ui
 from ui.jobs import POLL_EVERY_S, job_ui
 from ui.text import plain
 
 
 def pick_ui(con) -> tuple[int | None, str, str]:
     """Dataset version, model A (default: production) and B (default: newest fine-tune)."""
-    from engine.registry import ensure_default_model
+    from engine.models.registry import ensure_default_model
 
     with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
         ensure_default_model(con, progress=lambda msg: None)
@@ -58,12 +60,12 @@ def settings_ui():
             "Max new tokens per summary",
             16,
             2048,
-            evaluation.EVAL_SETTINGS.max_new_tokens,
+            evaluation_runs.EVAL_SETTINGS.max_new_tokens,
             16,
             key="compare_max_new",
             help="Greedy decoding. Compare evaluations made with the same settings.",
         )
-    return replace(evaluation.EVAL_SETTINGS, max_new_tokens=int(max_new))
+    return replace(evaluation_runs.EVAL_SETTINGS, max_new_tokens=int(max_new))
 
 
 @st.fragment(run_every=POLL_EVERY_S)
@@ -88,17 +90,17 @@ def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, se
             if st.button(label, key=f"compare_eval_{side}_{model_id}"):
                 try:
                     user = st.session_state["user"]
-                    evaluation.start_evaluation(
-                        con, model_id, dataset, settings or evaluation.EVAL_SETTINGS, user=user
+                    evaluation_runs.start_evaluation(
+                        con, model_id, dataset, settings or evaluation_runs.EVAL_SETTINGS, user=user
                     )
                     st.rerun()
                 except ValueError as e:
                     st.error(str(e))
-    if (evaluation.ready_pair(con, dataset, *models) is not None) != ready:
+    if (evaluation_runs.ready_pair(con, dataset, *models) is not None) != ready:
         st.rerun()
 
 
-def summary_ui(comparison: evaluation.Comparison):
+def summary_ui(comparison: comparison.Comparison):
     table = comparison.table
     shown = table.assign(
         A=[
@@ -159,7 +161,8 @@ def promote_ui(con, model_b: str):
         reason = st.text_input("Override reason (only to promote without beating it)")
         if st.form_submit_button(f"Promote {model_b} to production"):
             try:
-                evaluation.promote(con, model_b, st.session_state["user"], reason)
+                comparison.promote(con, model_b, st.session_state["user"], reason)
                 st.success(f"{model_b} is now the production model.")
             except ValueError as e:
                 st.error(str(e))
+    export_ui(con, model_b)  # the Actions tab's last action: export B (admins)

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.charts import count_bars, length_histogram
-from engine.clean import CleanSettings, diff_preview
-from engine.curation import clean_documents, import_file, preview_cleaning
-from engine.importers import ColumnMap, ImportProblem
-from engine.paths import import_dirs, new_upload_folder, safe_file_name
-from engine.quality import FLAG_DESCRIPTIONS
-from engine.split import (
+from engine.data.charts import count_bars, length_histogram
+from engine.data.clean import CleanSettings, diff_preview
+from engine.data.curation import clean_documents, preview_cleaning
+from engine.data.imports import import_file
+from engine.data.quality import FLAG_DESCRIPTIONS
+from engine.data.sources import ColumnMap, ImportProblem
+from engine.data.split import (
     SplitSettings,
     last_split_settings,
     split_examples,
     training_data_summary,
 )
+from engine.paths import import_dirs, new_upload_folder, safe_file_name
 from store import duplicates as dup_store
 from store import examples as examples_store
 from store import splits as splits_store
@@ -127,8 +128,8 @@ def clean_tab(con):
             f"({report.n_repeated_lines} repeated header/footer lines found across documents)."
         )
     if st.button("Count tokens and flag documents over the model's context", key="data_tokens"):
-        from engine.curation import count_tokens
-        from engine.models import default_model_dir
+        from engine.data.curation import count_tokens
+        from engine.models.embedded import default_model_dir
 
         with st.spinner("Preparing the default model's tokenizer…"):
             model_dir = default_model_dir(progress=lambda msg: None)
@@ -197,7 +198,7 @@ def split_tab(con):
     with summary_box:
         summary_ui(training_data_summary(con))
     if st.button("Freeze and export a dataset version", key="data_export"):
-        from engine.export import export_dataset
+        from engine.data.export import export_dataset
 
         try:
             dataset_id, out, counts = export_dataset(con, user=st.session_state["user"])

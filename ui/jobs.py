@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import runs
+from engine.jobs import runqueue
 from store import runs as runs_store
 from ui.text import plain
 
@@ -44,7 +44,7 @@ def job_ui(con, run: dict, key: str, resumable: bool = False):
     cols = st.columns([4, 5, 1])
     cols[0].write(f"**{run_id}** · {state}")
     if state == "queued":
-        position = runs.queue_position(con, run_id)
+        position = runqueue.queue_position(con, run_id)
         cols[1].caption(f"waiting: number {position} in the queue" if position else "waiting")
     elif state == "running":
         fraction, text = describe_progress(con, run_id)
@@ -55,11 +55,11 @@ def job_ui(con, run: dict, key: str, resumable: bool = False):
         cols[1].caption(plain(run["reason"]))
     if state in ("queued", "running"):
         if cols[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
-            runs.cancel_run(con, run_id)
+            runqueue.cancel_run(con, run_id)
             st.toast(f"Cancel requested for {run_id}.")
     elif resumable and state in ("cancelled", "failed"):
         if cols[2].button("Resume", key=f"{key}_resume_{run_id}"):
-            runs.resume(con, run_id)
+            runqueue.resume(con, run_id)
             st.toast(f"{run_id} queued again.")
 
 
@@ -84,7 +84,7 @@ def sidebar_jobs_ui(con_factory, poller):
                 _, text = describe_progress(con, run.id)
                 st.caption(f"▶ {run.kind} · {text}")
             else:
-                st.caption(f"⏳ {run.kind} · queued #{runs.queue_position(con, run.id)}")
+                st.caption(f"⏳ {run.kind} · queued #{runqueue.queue_position(con, run.id)}")
 
     with st.sidebar:
         jobs_fragment()

@@ -6,8 +6,15 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from engine.sweep import SweepSpace, best_trial, cancel_sweep, start_sweep, sweep_results, use_best
-from engine.train_config import TrainConfig
+from engine.training.config import TrainConfig
+from engine.training.sweeps import (
+    SweepSpace,
+    best_trial,
+    cancel_sweep,
+    start_sweep,
+    sweep_results,
+    use_best,
+)
 from store import sweeps as sweeps_store
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.train_config import PRESETS, SCHEDULERS, TrainConfig
+from engine.training.config import PRESETS, SCHEDULERS, TrainConfig
 
 
 def installed_trackers() -> list[str]:

@@ -1,4 +1,5 @@
-"""What the next training run will use, drawn from `engine.split.training_data_summary`: accepted
+"""What the next training run will use, drawn from `engine.data.split.training_data_summary`:
+accepted
 examples by side, and what is left out (not yet split, no summary, not accepted) with a
 "Split now" button, so new data is never silently left out of training."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.split import split_examples, training_data_summary
+from engine.data.split import split_examples, training_data_summary
 
 LOCKED = "Locked: a model has been evaluated on it, so a full re-split is refused."
 
@@ -39,7 +40,7 @@ def summary_ui(summary: dict):
 def training_data_ui(con, key: str = "train_split_now") -> dict:
     """What a run started now trains on, the summary and, when accepted examples have no side, a
     "Split now" button (incremental, with the last split's settings). Returns the summary."""
-    from engine.training import default_config
+    from engine.training.runs import default_config
 
     summary = training_data_summary(con)
     cap = default_config(con).train_subset

@@ -1,0 +1,211 @@
+"""Background jobs as run folders: a worker subprocess per run that never opens the database.
+
+A run folder holds `config.json` (the single source of truth for the run), the inputs the
+worker reads (exported JSONL), and what the worker writes: `events.jsonl` (one JSON object per
+line: progress, metrics, alarms), `status.json` (state and reason) and `worker.log`. The app
+starts the worker in its own process group, polls the files, requests a graceful cancel by
+creating `cancel`, and after a restart re-attaches to a live worker or marks a dead one failed
+with the tail of its log.
+
+Worker side: `RunWriter(run_dir)` appends events, checks `cancel_requested()`, sets the status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def write_json(path: Path, data):
+    """Atomic write: readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """What a worker uses to report: events, status, cancel requests. Under a multi-process
+    launcher (accelerate) only the main process writes; every process sees a cancel request."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.silent = int(os.environ.get("RANK", "0")) != 0
+
+    def event(self, kind: str, **fields):
+        if self.silent:
+            return
+        record = {"time": time.time(), "type": kind, **fields}
+        line = json.dumps(record, default=str) + "\n"
+        path = self.run_dir / "events.jsonl"
+        with open(path, "a+b") as f:
+            # A worker killed mid-write leaves a torn last line: start on a fresh one, so the
+            # torn line stays one bad line instead of corrupting this event too.
+            if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                line = "\n" + line
+            f.write(line.encode("utf-8"))
+
+    def progress(self, phase: str, done: int, total: int, eta_s: float | None = None, **fields):
+        """The one progress shape every worker writes: what it is doing (`phase`, e.g.
+        "generating"), how far (`done` of `total`) and, once it can tell, the seconds left."""
+        eta = None if eta_s is None else round(max(0.0, eta_s), 1)
+        self.event("progress", phase=phase, done=done, total=total, eta_s=eta, **fields)
+
+    def set_status(self, state: str, reason: str | None = None, **extra):
+        assert state in STATES, state
+        if self.silent:
+            return
+        status = read_json(self.run_dir / "status.json", {}) | {"state": state, **extra}
+        status["reason"] = reason
+        status["updated"] = time.time()
+        write_json(self.run_dir / "status.json", status)
+
+    def cancel_requested(self) -> bool:
+        return (self.run_dir / "cancel").exists()
+
+
+def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
+    """Events from byte offset `start`; returns (events, next offset). Ignores a partial last
+    line, which the worker is still writing."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return [], start
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    events = []
+    for line in data[:end].splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line torn by a killed worker: skip it, keep the rest
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events, start + end
+
+
+def accelerate_launcher(n_gpus: int, fsdp: bool = False) -> list[str] | None:
+    """The `accelerate launch` prefix for a worker over n_gpus GPUs on this machine (one process
+    per GPU, DDP; FSDP with full sharding when asked); None for one GPU or none."""
+    if n_gpus <= 1:
+        return None
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
+    launcher += ["--num_processes", str(n_gpus), "--mixed_precision", "no"]  # the config decides
+    if fsdp:
+        launcher += [
+            "--use_fsdp",
+            "--fsdp_sharding_strategy",
+            "FULL_SHARD",
+            "--fsdp_auto_wrap_policy",
+            "TRANSFORMER_BASED_WRAP",
+            "--fsdp_state_dict_type",
+            "FULL_STATE_DICT",
+        ]
+    else:
+        launcher += ["--multi_gpu"]
+    return launcher
+
+
+def worker_command(args: list[str], launcher: list[str] | None = None) -> list[str]:
+    """`python -m engine ARGS`, or the same module under a launcher such as accelerate."""
+    if launcher:
+        return [*launcher, "--module", "engine", *args]
+    return [sys.executable, "-m", "engine", *args]
+
+
+def start_worker(
+    run_dir: str | Path,
+    args: list[str],
+    env: dict | None = None,
+    launcher: list[str] | None = None,
+) -> int:
+    """Start `python -m engine ARGS` (under `launcher` when given) for a run in its own process
+    group; return its pid."""
+    run_dir = Path(run_dir)
+    (run_dir / "cancel").unlink(missing_ok=True)  # a resumed run starts without the old request
+    log = open(run_dir / "worker.log", "ab")
+    proc = subprocess.Popen(
+        worker_command(args, launcher),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],  # the repository root
+        env=(os.environ | (env or {})),
+        start_new_session=True,
+    )
+    RunWriter(run_dir).set_status("running", pid=proc.pid, started=time.time())
+    return proc.pid
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A finished child that nobody waited for is a zombie: dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def log_tail(run_dir: str | Path, lines: int = 20) -> str:
+    path = Path(run_dir) / "worker.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class RunState:
+    state: str
+    reason: str | None
+    pid: int | None
+
+
+def poll(run_dir: str | Path) -> RunState:
+    """The run's state; a 'running' run whose worker died is marked failed with its log tail."""
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json", {"state": "queued"})
+    state, pid = status.get("state", "queued"), status.get("pid")
+    if state == "running" and not pid_alive(pid):
+        reason = "The worker stopped without finishing. Last lines of its log:\n" + log_tail(
+            run_dir
+        )
+        RunWriter(run_dir).set_status("failed", reason)
+        return RunState("failed", reason, pid)
+    return RunState(state, status.get("reason"), pid)
+
+
+def request_cancel(run_dir: str | Path, grace_s: float = 0.0):
+    """Ask the worker to stop after saving what it has; with grace_s, interrupt it if it has
+    not stopped by then."""
+    run_dir = Path(run_dir)
+    (run_dir / "cancel").touch()
+    pid = read_json(run_dir / "status.json", {}).get("pid")
+    deadline = time.time() + grace_s
+    while grace_s and time.time() < deadline and pid_alive(pid):
+        time.sleep(0.2)
+    if grace_s and pid_alive(pid):
+        os.killpg(pid, signal.SIGTERM)

@@ -1,0 +1,9 @@
+"""Label: a model drafts summaries, reviewers correct them, and blind A/B votes compare models.
+
+The worker (`worker`, `python -m engine draft-worker RUN_DIR`) drafts the documents of a run
+folder in its own process and never opens the database; the app side (`runs`) queues drafting
+runs and ingests their drafts. `review` hands drafts to reviewers and turns corrections into
+accepted examples; `preference` runs blind A/B votes and keeps reviewers from un-blinding them;
+`highlight` marks the sentences a draft draws on. Entry points: `python -m engine draft`
+(`cli`), the Label, Review, Blind A/B and Chat pages.
+"""

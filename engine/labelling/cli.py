@@ -1,0 +1,41 @@
+"""The labelling stage's command: draft summaries with a model.
+
+Registered by engine/__main__.py: `python -m engine COMMAND --help`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def cmd_draft(con, args):
+
+    from engine.labelling.runs import start_drafting
+    from engine.models.generation import GenerationSettings
+    from engine.models.registry import ensure_default_model, production_model
+    from engine.scheduler import wait_for
+
+    ensure_default_model(con)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    run_id = start_drafting(con, args.model or production_model(con), settings, limit=args.limit)
+    print(f"Drafting run {run_id} started; Ctrl+C cancels it.", file=sys.stderr)
+    try:
+        state = wait_for(con, run_id)
+    except KeyboardInterrupt:
+        from engine.jobs.runqueue import cancel_run
+
+        cancel_run(con, run_id)
+        print("Cancel requested: the worker stops after its current token.", file=sys.stderr)
+        state = wait_for(con, run_id)
+    print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
+    if state.state == "failed":
+        raise RuntimeError(f"Drafting run {run_id} failed.")
+
+
+def add_commands(sub):
+    """Add this stage's subcommands to the `python -m engine` parser."""
+    p = sub.add_parser("draft", help="draft summaries for documents without one")
+    p.add_argument("--model", help="a registered model id (default: the production model)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.set_defaults(run=cmd_draft)

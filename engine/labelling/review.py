@@ -1,0 +1,99 @@
+"""The review queue: hand each reviewer one draft at a time (two reviewers are never handed the
+same draft unless the overlap asks for it), and turn their ratings and corrections into accepted,
+human-corrected examples linked to their draft; agreement between reviewers as Krippendorff's
+alpha."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import xxhash
+
+from store import examples as examples_store
+from store import labelling as label_store
+from store import transaction
+
+_queue_lock = threading.Lock()  # one process serves every reviewer: hand out drafts one at a time
+
+
+def next_draft(con, reviewer: str, overlap: int = 1) -> dict | None:
+    with _queue_lock, transaction(con):
+        return label_store.next_for_reviewer(con, reviewer, overlap)
+
+
+def save_review(
+    con,
+    draft_id: int,
+    reviewer: str,
+    summary: str,
+    rating: int | None = None,
+    faithful: bool | None = None,
+    complete: bool | None = None,
+    concise: bool | None = None,
+) -> int:
+    """The reviewed (and possibly edited) summary becomes an accepted example, origin
+    'human-corrected', linked to its draft. Returns the example id."""
+    summary = summary.strip()
+    if not summary:
+        raise ValueError("The summary is empty: write one, or mark the draft unusable.")
+    draft = label_store.get_draft(con, draft_id)
+    content_hash = xxhash.xxh3_128_hexdigest(
+        (draft["document_id"] + "\x00" + " ".join(summary.split())).encode()
+    )
+    with transaction(con):
+        example_id = label_store.add_corrected_example(
+            con, draft["document_id"], summary, draft_id, reviewer, content_hash
+        )
+        edited = summary if summary != draft["summary"].strip() else None
+        label_store.add_review(
+            con,
+            draft_id,
+            reviewer,
+            "saved",
+            rating,
+            faithful,
+            complete,
+            concise,
+            edited,
+            example_id,
+        )
+    return example_id
+
+
+def mark_unusable(con, draft_id: int, reviewer: str, rating: int | None = None):
+    label_store.add_review(con, draft_id, reviewer, "unusable", rating)
+
+
+def skip(con, draft_id: int, reviewer: str):
+    with transaction(con):
+        label_store.add_review(con, draft_id, reviewer, "skipped")
+        label_store.release(con, draft_id, reviewer)
+
+
+def agreement(con) -> pd.DataFrame:
+    """Krippendorff's alpha (interval) on 1–5 ratings for each pair of reviewers who rated at
+    least two drafts in common."""
+    import krippendorff
+
+    ratings = label_store.ratings_table(con)
+    reviewers = sorted(ratings["reviewer"].unique())
+    table = ratings.pivot_table(index="reviewer", columns="draft_id", values="rating")
+    rows = []
+    for i, a in enumerate(reviewers):
+        for b in reviewers[i + 1 :]:
+            pair = table.loc[[a, b]].dropna(axis=1)
+            if pair.shape[1] < 2:
+                continue
+            values = pair.to_numpy(dtype=float)
+            alpha = (
+                1.0
+                if (values == values[0, 0]).all()
+                else krippendorff.alpha(reliability_data=values, level_of_measurement="interval")
+            )
+            rows.append({"reviewers": f"{a} · {b}", "drafts": pair.shape[1], "alpha": alpha})
+    return pd.DataFrame(rows, columns=["reviewers", "drafts", "alpha"])
+
+
+def corrected_examples(con) -> int:
+    return examples_store.count_examples(con, examples_store.ExampleFilter(sources=("review",)))

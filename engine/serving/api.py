@@ -1,0 +1,420 @@
+"""The OpenAI-compatible HTTP API of the model server (FastAPI), over a running `Server`
+(engine/serving/worker.py). The official `openai` client works against it unchanged:
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="tl-…")
+    client.chat.completions.create(model="production", messages=[…])
+
+GET /healthz (no key), GET /v1/models[/{id}], POST /v1/chat/completions (streaming or not),
+POST /v1/completions (the prompt is a document: the model summarizes it with the stored prompt
+template). A /v1 request passes, in order: its key (401), its key's rate limit (429 with
+Retry-After), the body size (413, from Content-Length before reading, and while reading), JSON
+(400), the fields (422), the model name (404), the prompt length (400) and the queue (503 with
+Retry-After). Every error has OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+Every /v1 request is logged (key name, status, tokens, latency) to the serve folder; prompts and
+answers only for keys created with log_texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from jinja2 import TemplateError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from engine.serving.batcher import Busy, Job
+from engine.serving.schemas import BadRequest, ChatRequest, CompletionRequest, clean_text, parse
+
+PRODUCTION = "production"  # a model name that always means the model being served
+
+
+class ApiError(Exception):
+    def __init__(self, status, message, code=None, param=None, kind=None, headers=None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+        self.kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
+        self.headers = headers
+
+
+def error_body(message: str, kind: str, code=None, param=None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class RequestLog:
+    """ASGI middleware: times every /v1 request to its last byte and hands its record (which
+    the endpoint fills in: key, model, tokens…) to server.log_request."""
+
+    def __init__(self, app, server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        record = {"received": time.time(), "method": scope["method"], "path": scope["path"][:200]}
+        record |= {"status": 500, "key_name": None}
+        state = scope.setdefault("state", {})
+        state["record"], state["started"] = record, time.monotonic()
+
+        async def logged_send(message):
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged_send)
+        finally:
+            record["latency_ms"] = round((time.monotonic() - state["started"]) * 1000, 2)
+            self.server.log_request(record)
+
+
+def create_app(server) -> FastAPI:
+    app = FastAPI(title="Tuneloop model server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestLog, server=server)
+
+    def error_response(request: Request, e: ApiError) -> JSONResponse:
+        record = request.scope.get("state", {}).get("record")
+        if record is not None:
+            record["error"] = e.message
+        body = error_body(e.message, e.kind, e.code, e.param)
+        return JSONResponse(body, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        return error_response(request, e)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):
+        message = (
+            f"No such endpoint: {request.method} {request.url.path}. This server has GET "
+            "/v1/models, POST /v1/chat/completions, POST /v1/completions and GET /healthz."
+        )
+        return error_response(request, ApiError(e.status_code, message, code="not_found"))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception):
+        message = f"Internal server error ({type(e).__name__}); the server log has the details."
+        return error_response(request, ApiError(500, message))
+
+    def authenticate(request: Request) -> dict:
+        header = (request.headers.get("authorization") or "").strip()
+        scheme, _, token = header.partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "No API key: send it as the header 'Authorization: Bearer tl-…' "
+                "(an admin creates keys on the Serve page or with `python -m engine keys`).",
+                code="invalid_api_key",
+                headers=challenge,
+            )
+        key = server.find_key(token.strip())
+        if key is None:
+            raise ApiError(
+                401, "Incorrect API key provided.", code="invalid_api_key", headers=challenge
+            )
+        if key.get("expires") and key["expires"] <= time.time():
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key["expires"]))
+            raise ApiError(
+                401,
+                f"This API key expired on {when}: ask an admin for a new one.",
+                code="expired_api_key",
+                headers=challenge,
+            )
+        request.state.record["key_name"] = key["name"]
+        limit = key.get("rate_limit") or server.limits.requests_per_minute
+        wait = server.rate.check(key["name"], limit)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"Rate limit reached: this key may send {limit} requests per minute. "
+                f"Retry in {seconds} s.",
+                code="rate_limit_exceeded",
+                kind="requests",
+                headers={"Retry-After": str(seconds)},
+            )
+        return key
+
+    def serving_model():
+        engine = server.model
+        if engine is None:
+            raise ApiError(
+                503,
+                "The model is still loading: retry in a few seconds.",
+                code="model_loading",
+                headers={"Retry-After": "5"},
+            )
+        return engine
+
+    def model_card(engine) -> dict:
+        created = int(engine.spec.get("published") or 0)
+        return {
+            "id": engine.model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "tuneloop",
+        }
+
+    @app.get("/healthz")
+    async def healthz():
+        engine = server.model
+        body = {
+            "status": "ok" if engine else "loading",
+            "model": engine.model_id if engine else None,
+            "loading": server.loading,
+            "waiting": server.batcher.waiting(),
+        }
+        return JSONResponse(body, status_code=200 if engine else 503)
+
+    @app.get("/v1/models")
+    async def list_models(request: Request):
+        authenticate(request)
+        return {"object": "list", "data": [model_card(serving_model())]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(request: Request, model_id: str):
+        authenticate(request)
+        engine = serving_model()
+        if model_id not in (engine.model_id, PRODUCTION):
+            raise ApiError(404, f"The model {model_id!r} does not exist.", code="model_not_found")
+        return model_card(engine)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await answer(request, ChatRequest, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await answer(request, CompletionRequest, "text")
+
+    async def read_body(request: Request) -> dict:
+        limit = server.limits.max_request_bytes
+        too_big = ApiError(
+            413,
+            f"The request body is over this server's limit of {limit:,} bytes.",
+            code="request_too_large",
+        )
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise too_big if length.isdigit() else ApiError(400, "Bad Content-Length header.")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as e:
+            message = f"The request body is not valid JSON ({str(e)[:200]})."
+            raise ApiError(400, message, code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+        return body
+
+    async def answer(request: Request, body_type, kind: str):
+        key = authenticate(request)
+        try:
+            req = parse(body_type, await read_body(request))
+        except BadRequest as e:
+            raise ApiError(422, str(e), code="invalid_value", param=e.param) from None
+        engine = serving_model()
+        if req.model not in (engine.model_id, PRODUCTION):
+            raise ApiError(
+                404,
+                f"The model {req.model!r} does not exist here: this server serves "
+                f"{engine.model_id!r} (the name {PRODUCTION!r} always means the model served).",
+                code="model_not_found",
+                param="model",
+            )
+        limits = server.limits
+        new_tokens = req.new_tokens() or limits.default_max_tokens
+        if new_tokens > limits.max_tokens:
+            raise ApiError(
+                422,
+                f"max_tokens is {new_tokens}, over this server's limit of {limits.max_tokens}.",
+                code="invalid_value",
+                param="max_tokens",
+            )
+        if kind == "chat":
+            inputs = [
+                [
+                    m.as_dict() | {"content": clean_text(m.as_dict()["content"])}
+                    for m in req.messages
+                ]
+            ]
+            build, param = engine.chat_prompt, "messages"
+        else:
+            inputs = [clean_text(p) for p in req.prompts()]
+            build, param = engine.summary_prompt, "prompt"
+        try:
+            prompts = await run_in_threadpool(lambda: [build(x, new_tokens) for x in inputs])
+        except ValueError as e:
+            raise ApiError(400, str(e), code="context_length_exceeded", param=param) from None
+        except TemplateError as e:
+            message = f"The model's chat template cannot take these messages: {e}"
+            raise ApiError(400, message, param=param) from None
+        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        jobs = []
+        for prompt in prompts:
+            for k in range(req.n):
+                seed = None if req.seed is None else (req.seed + k) % 2**64
+                deliver = _deliverer(loop, events, len(jobs))
+                jobs.append(
+                    Job(engine, prompt, new_tokens, req.temperature, req.top_p, seed,
+                        req.stops(), deliver)
+                )  # fmt: skip
+        try:
+            server.batcher.submit(jobs)
+        except Busy as e:
+            raise ApiError(
+                503, f"The server is busy ({e}): retry shortly.", code="overloaded",
+                headers={"Retry-After": "2"},
+            ) from None  # fmt: skip
+        record = request.state.record
+        record.update(model_id=engine.model_id, prompt_tokens=sum(len(p) for p in prompts))
+        record["log_texts"] = bool(key.get("log_texts"))
+        if record["log_texts"]:
+            record["request_text"] = (
+                json.dumps(inputs[0]) if kind == "chat" else "\n\n".join(inputs)
+            )
+        reply = Reply(kind, engine.model_id, jobs, events, record, request.state.started)
+        reply.prompt_tokens, reply.include_usage = record["prompt_tokens"], req.include_usage()
+        if req.stream:
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            return StreamingResponse(
+                reply.stream(), media_type="text/event-stream", headers=headers
+            )
+        return JSONResponse(await reply.collect())
+
+    return app
+
+
+def _deliverer(loop, events: asyncio.Queue, index: int):
+    """What the batcher thread calls with a job's news: it lands on the request's queue."""
+
+    def deliver(kind, payload):
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, (index, kind, payload))
+        except RuntimeError:  # the event loop closed: the server is stopping
+            pass
+
+    return deliver
+
+
+class Reply:
+    """One request's answer, from the jobs' events: a whole JSON body or a stream of chunks."""
+
+    def __init__(self, kind, model_id, jobs, events, record, started):
+        self.kind, self.model_id, self.jobs, self.events = kind, model_id, jobs, events
+        self.record, self.started = record, started
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.prompt_tokens, self.include_usage = 0, False
+
+    def usage(self) -> dict:
+        completion = sum(len(job.tokens) for job in self.jobs)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+    def choice(self, index: int, text: str, reason: str | None, whole: bool = False) -> dict:
+        if self.kind == "text":
+            return {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
+        if whole:
+            message = {"role": "assistant", "content": text, "refusal": None}
+            return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+        delta = {"content": text} if text else {}
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+
+    def body(self, choices: list[dict], whole: bool = False, usage=None) -> dict:
+        kind = "chat.completion" if self.kind == "chat" else "text_completion"
+        body = {
+            "id": self.id,
+            "object": kind if whole or self.kind == "text" else "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if whole or self.include_usage:
+            body["usage"] = usage
+        return body
+
+    async def events_until_done(self):
+        """(index, kind, payload) of every job until each has finished."""
+        open_jobs = len(self.jobs)
+        while open_jobs:
+            index, kind, payload = await self.events.get()
+            if kind == "error":
+                raise ApiError(500, payload, code="generation_failed")
+            open_jobs -= kind == "done"
+            yield index, kind, payload
+
+    async def collect(self) -> dict:
+        try:
+            async for _ in self.events_until_done():
+                pass
+        finally:
+            self.close()
+        choices = [
+            self.choice(i, job.text, _reason(job), whole=True) for i, job in enumerate(self.jobs)
+        ]
+        return self.body(choices, whole=True, usage=self.usage())
+
+    async def stream(self):
+        def sse(data: dict) -> str:
+            return f"data: {json.dumps(data)}\n\n"
+
+        try:
+            if self.kind == "chat":
+                starts = [
+                    {"index": i, "delta": {"role": "assistant", "content": ""},
+                     "logprobs": None, "finish_reason": None}
+                    for i in range(len(self.jobs))
+                ]  # fmt: skip
+                yield sse(self.body(starts))
+            async for index, kind, payload in self.events_until_done():
+                if kind == "text":
+                    yield sse(self.body([self.choice(index, payload, None)]))
+                else:
+                    reason = _reason(self.jobs[index])
+                    yield sse(self.body([self.choice(index, "", reason)]))
+            if self.include_usage:
+                yield sse(self.body([], usage=self.usage()))
+            yield "data: [DONE]\n\n"
+        except ApiError as e:
+            self.record["error"] = e.message
+            yield sse(error_body(e.message, e.kind, e.code))
+        finally:
+            self.close()
+
+    def close(self):
+        """Stop what still runs (the client left) and complete the log record."""
+        for job in self.jobs:
+            job.cancelled.set()
+        record, jobs = self.record, self.jobs
+        record["completion_tokens"] = sum(len(job.tokens) for job in jobs)
+        record["finish_reason"] = ",".join(
+            sorted({job.finish_reason or "cancelled" for job in jobs})
+        )
+        firsts = [job.first_token_at for job in jobs if job.first_token_at is not None]
+        if firsts:
+            record["first_token_ms"] = round((min(firsts) - self.started) * 1000, 2)
+        if record.get("log_texts"):
+            texts = [job.text for job in jobs]
+            record["response_text"] = texts[0] if len(texts) == 1 else json.dumps(texts)
+
+
+def _reason(job) -> str:
+    """OpenAI's finish reasons: stop or length."""
+    return "length" if job.finish_reason == "length" else "stop"

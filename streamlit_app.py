@@ -29,7 +29,11 @@ PAGES = {
         ("pages/blind.py", "Blind A/B", "⚖️", None),
     ],
     "Train": [("pages/train.py", "Train", "🏋️", "train")],
-    "Evaluate": [("pages/compare.py", "Compare", "📊", "compare")],
+    "Evaluate": [
+        ("pages/compare.py", "Compare", "📊", "compare"),
+        ("pages/loop.py", "Loop health", "🔁", "compare"),
+    ],
+    "Ship": [("pages/serve.py", "Serve", "🚀", "serve")],
     "Account": [
         ("pages/account.py", "My account", "🔑", None),
         ("pages/users.py", "Users", "👤", "users"),

@@ -10,6 +10,8 @@ python -m engine stats
 python -m engine users add|passwd|disable|enable|delete|logout NAME, users list
 python -m engine draft [--model ID] [--limit N]     (runs the drafting worker, then ingests)
 python -m engine draft-worker RUN_DIR                (the background worker itself)
+python -m engine next [--limit N]                    (what to label next, and why)
+python -m engine savings                             (review effort per model)
 python -m engine retrain                             (one-click retrain, last good config)
 python -m engine sweep [--trials 6] [--use-best]
 python -m engine eval [--model ID] [--dataset N]     (runs the evaluation worker, then ingests)
@@ -123,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "run", "cancel"])
     p.add_argument("run_id", nargs="?", help="the job to cancel")
     p.set_defaults(run=cmd_jobs)
-    from engine import model_export
+    from engine.serving import export as model_export
 
-    model_export.add_cli(sub)
+    model_export.add_commands(sub)
     return parser
 
 

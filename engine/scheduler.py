@@ -67,6 +67,10 @@ def tick(con) -> list[dict]:
                 )
         runqueue.pump(con)
         ingest_requests(con)  # the API server's request log: one stat when idle
+        from engine.labelling import feedback, ordering
+
+        feedback.sample_in_background(con)  # opted-in API summaries: at most once a minute
+        ordering.refresh_in_background(con)  # what to review next: at most once a minute
     return finished
 
 

@@ -3,19 +3,24 @@ or uploaded. Tokens stream as they are generated; history is kept per user in th
 Reviewers chat with the production model only, always sampled, settings hidden
 (engine.labelling.preference.chat_settings: blind A/B stays blind). Messages show as text; answers
 as
-Markdown without images."""
+Markdown without images. Every answer takes 👍/👎 and "Correct this" (edited in place), and a
+summary of a document "Save as example": they go to the feedback queue on the Review page
+(engine/labelling/feedback.py)."""
 
 import uuid
 
+import pandas as pd
 import streamlit as st
 
 from engine.auth import can
+from engine.labelling.feedback import document_of, record_chat_feedback
 from engine.labelling.preference import chat_settings
 from engine.models.generation import stream_chat
 from engine.models.prompts import build_messages
 from engine.models.registry import current_prompt, ensure_default_model, production_model, resolve
 from store import chat as chat_store
 from store import examples as examples_store
+from store import feedback as fb_store
 from store import registry as reg_store
 from ui.common import db, generation_ui, load_model_cached, model_ui, require_login
 from ui.text import no_remote_content, stream_markdown
@@ -69,14 +74,78 @@ with st.expander("Summarize a document"):
     upload = st.file_uploader("…or upload a .txt file", type=["txt", "md"], key="chat_upload")
     summarize = st.button("Summarize", key="chat_summarize")
 
+if flash := st.session_state.pop("chat_flash", None):
+    st.toast(flash)
+
+
+def give_feedback(message_id: int, message: str, **changes) -> bool:
+    try:
+        record_chat_feedback(con, st.session_state["user"], message_id, **changes)
+    except ValueError as e:
+        st.error(str(e))
+        return False
+    st.session_state["chat_flash"] = message
+    return True
+
+
+def answer_ui(message_id: int, answer: str, given: dict | None, document: str | None):
+    """An answer with its feedback, keyed by message id: thumbs, "Correct this" (the answer
+    becomes an editor in place) and, for a summary of a document, "Save as example"."""
+    corrected = given["corrected"] if given and isinstance(given["corrected"], str) else None
+    editing = f"chat_editing_{message_id}"
+    if st.session_state.get(editing):
+        text = st.text_area("Correct the answer", corrected or answer, key=f"chat_correct_{message_id}")
+        c = st.columns(3)
+        if c[0].button("Save correction", key=f"chat_correct_save_{message_id}"):
+            if give_feedback(message_id, "Correction saved for review.", corrected=text):
+                st.session_state[editing] = False
+                st.rerun()
+        if document and c[1].button("Save as example", key=f"chat_example_save_{message_id}"):
+            saved = "Queued for review as an example."
+            if give_feedback(message_id, saved, corrected=text, propose=True):
+                st.session_state[editing] = False
+                st.rerun()
+        if c[2].button("Cancel", key=f"chat_correct_cancel_{message_id}"):
+            st.session_state[editing] = False
+            st.rerun()
+    else:
+        st.markdown(no_remote_content(corrected or answer))
+    if given and given["status"] != "queued":
+        st.caption(f"Feedback reviewed: {given['status']}.")
+        return
+    if corrected:
+        st.caption("Your correction; the model's own answer is kept for review.")
+    c = st.columns([2, 2, 2, 4], vertical_alignment="center")
+    stored = None if not given or pd.isna(given["rating"]) else int(given["rating"])
+    with c[0]:
+        rating = st.feedback("thumbs", key=f"chat_fb_{message_id}", default=stored)
+    if rating != stored:
+        give_feedback(message_id, "Thanks: rating saved for review.", rating=rating)
+    if not st.session_state.get(editing):
+        if c[1].button("Correct this", key=f"chat_correct_open_{message_id}"):
+            st.session_state[editing] = True
+            st.rerun()
+        if document and c[2].button("Save as example", key=f"chat_example_{message_id}"):
+            if give_feedback(message_id, "Queued for review as an example.", propose=True):
+                st.rerun()
+
+
 history = chat_store.conversation(con, user, conversation)
-for m in history:
+message_ids = fb_store.conversation_ids(con, user, conversation)
+given = fb_store.by_messages(con, message_ids)
+asked = None
+for message_id, m in zip(message_ids, history):
     with st.chat_message(m["role"]):
         if m["model_id"]:
             st.caption(m["model_id"])
-            st.markdown(no_remote_content(m["content"]))
+            answer_ui(message_id, m["content"], given.get(message_id), document_of(asked))
         else:
             st.text(m["content"])
+            asked = m["content"]
+st.caption(
+    "Ratings, corrections and saved examples go to the review queue, where reviewers see the "
+    "question and the answer."
+)
 
 prompt = st.chat_input("Message the model", key="chat_input")
 messages = None
@@ -106,6 +175,7 @@ if messages:
     chat_store.add_message(con, user, conversation, "user", messages[-1]["content"])
     with st.chat_message("user"):
         st.text(messages[-1]["content"])
+    answered = True
     for model_id in models:
         ref = resolve(con, model_id)
         model, tokenizer = load_model_cached(ref.path, ref.adapter)
@@ -115,5 +185,8 @@ if messages:
                 reply = stream_markdown(st, stream_chat(model, tokenizer, messages, settings))
             except ValueError as e:
                 st.error(str(e))
+                answered = False
                 continue
         chat_store.add_message(con, user, conversation, "assistant", reply, model_id)
+    if answered:
+        st.rerun()  # the answers again from the history, with their feedback widgets

@@ -9,6 +9,7 @@ from engine.evaluation import charts
 from engine.evaluation.comparison import compare_runs
 from engine.evaluation.report import comparison_html
 from engine.evaluation.runs import ready_pair
+from engine.labelling.savings import savings_table
 from engine.labelling.preference import open_pair, win_rates, win_rates_by_reviewer
 from ui.common import db, require
 from ui.compare import (
@@ -79,7 +80,9 @@ with tabs[2]:
 with tabs[3]:
     st.download_button(
         "Download the HTML report",
-        lambda: comparison_html(comparison, win_rates(con)),
+        lambda: comparison_html(
+            comparison, win_rates(con), savings=savings_table(con, [model_a, model_b])
+        ),
         file_name=f"tuneloop-{model_b}-vs-{model_a}.html",
         mime="text/html",
         key="compare_report",

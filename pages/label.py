@@ -1,10 +1,13 @@
 """Label: draft summaries with a model for documents that have none, as a background run that
 waits its turn in the job queue and never blocks the app. Progress updates live; a run can be
-cancelled and resumed."""
+cancelled and resumed. Documents are drafted most useful first; the order and its reasons are
+shown under "What to label next" (engine/labelling/ordering.py), and admins can switch it to
+plain order."""
 
 import streamlit as st
 
 from engine.auth import can
+from engine.labelling import ordering
 from engine.labelling.preference import draft_settings
 from engine.labelling.runs import start_drafting
 from engine.models.registry import ensure_default_model, production_model
@@ -40,6 +43,8 @@ with st.form("label_start"):
     if st.form_submit_button("Start drafting", type="primary"):
         try:
             settings = draft_settings(con, st.session_state["user"], model_id, settings)
+            with st.spinner("Ranking the documents to draft…"):
+                ordering.refresh_if_stale(con)
             st.session_state["label_started"] = start_drafting(
                 con,
                 model_id,
@@ -50,6 +55,24 @@ with st.form("label_start"):
             st.rerun()
         except ValueError as e:
             st.error(str(e))
+
+
+with st.expander("What to label next"):
+    priority = label_store.priority_order(con)
+    if can(st.session_state["user"], "compare"):
+        wanted = st.toggle("Most useful first (off: plain order)", priority, key="label_order")
+        if wanted != priority:
+            ordering.set_order(con, st.session_state["user"], wanted)
+            st.rerun()
+    if not priority:
+        st.caption("Plain order: documents and drafts are taken in the order they were stored.")
+    else:
+        if ordering.is_stale(con):
+            st.caption("Ranked before the latest changes; drafting and new drafts re-rank it.")
+        if st.button("Rank now", key="label_rank"):
+            with st.spinner("Ranking…"):
+                ordering.refresh(con)
+        st.dataframe(label_store.priorities(con, 20), hide_index=True)
 
 
 @st.fragment(run_every=POLL_EVERY_S)

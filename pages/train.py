@@ -25,6 +25,9 @@ st.title("Train")
 def queued(run_id: str, warnings: list[str]):
     """Act first, then draw: remember what to say, and rerun so every view shows the run."""
     st.session_state["train_notice"] = (run_id, warnings)
+    # That rerun draws the new run everywhere: live_ui must not rerun it again, which would
+    # drop the toast (a toast right before st.rerun() never shows in Streamlit 1.67).
+    st.session_state.pop("train_active", None)
     st.rerun()
 
 

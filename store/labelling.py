@@ -1,16 +1,32 @@
-"""The labelling loop: model drafts, reviewer queues, ratings and corrections."""
+"""The labelling loop: model drafts, reviewer queues, ratings and corrections.
+
+Both queues (documents to draft, drafts to review) follow `label_priority` (most useful first,
+engine/labelling/ordering.py) unless the ORDER_SETTING says "plain"; documents it does not rank
+come after, in plain order."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from store import history
+from store.splits import get_setting
+
+ORDER_SETTING = "labelling.order"  # setting: "priority" (default) or "plain"
+
+
+def priority_order(con) -> bool:
+    return get_setting(con, ORDER_SETTING, "priority") != "plain"
 
 
 def documents_to_draft(
-    con, only_missing: bool = True, source: str | None = None, limit: int | None = None
+    con,
+    only_missing: bool = True,
+    source: str | None = None,
+    limit: int | None = None,
+    ordered: bool | None = None,
 ) -> pd.DataFrame:
-    """Documents (id, text) to draft: by default those with no reference summary and no draft."""
+    """Documents (id, text) to draft: by default those with no reference summary and no draft,
+    most useful first (`ordered`; None: as the setting says), with the reason (NULL: unranked)."""
     where, params = ["TRUE"], []
     if only_missing:
         where.append(
@@ -21,9 +37,12 @@ def documents_to_draft(
     if source:
         where.append("d.source = ?")
         params.append(source)
+    ordered = priority_order(con) if ordered is None else ordered
     sql = (
-        f"SELECT d.id AS document_id, d.clean_text AS text FROM documents d WHERE "
-        f"{' AND '.join(where)} ORDER BY d.id"
+        "SELECT d.id AS document_id, d.clean_text AS text, p.reason, p.score FROM documents d "
+        "LEFT JOIN label_priority p ON p.document_id = d.id "
+        f"WHERE {' AND '.join(where)} "
+        f"ORDER BY {'p.rank NULLS LAST, ' if ordered else ''}d.id"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"
@@ -32,14 +51,17 @@ def documents_to_draft(
 
 def add_drafts(con, drafts: pd.DataFrame) -> int:
     """drafts: document_id, summary, model_id, prompt_version, run_id, n_generated_tokens,
-    truncated. A (document, run) pair already stored is skipped, so ingesting twice is safe."""
+    truncated and optionally mean_logprob. A (document, run) pair already stored is skipped, so
+    ingesting twice is safe."""
+    if "mean_logprob" not in drafts:
+        drafts = drafts.assign(mean_logprob=pd.array([None] * len(drafts), dtype="Float64"))
     con.register("_drafts", drafts)
     try:
         return con.execute(
             """INSERT INTO drafts (document_id, summary, model_id, prompt_version, run_id,
-                   n_generated_tokens, truncated)
+                   n_generated_tokens, truncated, mean_logprob)
                SELECT document_id, summary, model_id, prompt_version, run_id,
-                   n_generated_tokens, truncated FROM _drafts n
+                   n_generated_tokens, truncated, mean_logprob::DOUBLE FROM _drafts n
                WHERE NOT EXISTS (SELECT 1 FROM drafts d WHERE d.document_id = n.document_id
                                  AND d.run_id IS NOT DISTINCT FROM n.run_id)"""
         ).fetchone()[0]
@@ -47,13 +69,17 @@ def add_drafts(con, drafts: pd.DataFrame) -> int:
         con.unregister("_drafts")
 
 
-def next_for_reviewer(con, reviewer: str, overlap: int = 1) -> dict | None:
+def next_for_reviewer(
+    con, reviewer: str, overlap: int = 1, ordered: bool | None = None
+) -> dict | None:
     """The draft this reviewer should see next.
 
-    A draft they were already handed and have not reviewed comes first. Otherwise the oldest
-    draft that fewer than `overlap` reviewers have been handed and that this reviewer has not
-    reviewed; it is assigned to them at once, so two reviewers are not handed the same draft
-    unless overlap > 1 asks for it (to measure agreement)."""
+    A draft they were already handed and have not reviewed comes first. Otherwise the most
+    useful (`ordered`; None: as the setting says), then oldest, draft that fewer than `overlap`
+    reviewers have been handed and that this reviewer has not reviewed; it is assigned to them
+    at once, so two reviewers are not handed the same draft unless overlap > 1 asks for it (to
+    measure agreement)."""
+    ordered = priority_order(con) if ordered is None else ordered
     row = con.execute(
         """SELECT a.draft_id FROM assignments a WHERE a.reviewer = ? AND NOT EXISTS
              (SELECT 1 FROM reviews r WHERE r.draft_id = a.draft_id AND r.reviewer = a.reviewer)
@@ -62,11 +88,12 @@ def next_for_reviewer(con, reviewer: str, overlap: int = 1) -> dict | None:
     ).fetchone()
     if row is None:
         row = con.execute(
-            """SELECT d.id FROM drafts d
+            f"""SELECT d.id FROM drafts d
+               LEFT JOIN label_priority p ON p.document_id = d.document_id
                WHERE (SELECT count(*) FROM assignments a WHERE a.draft_id = d.id) < ?
                  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.draft_id = d.id
                                  AND r.reviewer = ?)
-               ORDER BY d.id LIMIT 1""",
+               ORDER BY {"p.rank NULLS LAST, " if ordered else ""}d.id LIMIT 1""",
             [overlap, reviewer],
         ).fetchone()
         if row is None:
@@ -83,9 +110,12 @@ def release(con, draft_id: int, reviewer: str):
 
 
 def get_draft(con, draft_id: int) -> dict | None:
+    """The draft with its document (clean_text, title, n_tokens) and, when the labelling order
+    ranks it, why it comes first (reason, NULL otherwise)."""
     df = con.execute(
-        """SELECT r.*, d.clean_text, d.title, d.n_tokens FROM drafts r
-           JOIN documents d ON d.id = r.document_id WHERE r.id = ?""",
+        """SELECT r.*, d.clean_text, d.title, d.n_tokens, p.reason FROM drafts r
+           JOIN documents d ON d.id = r.document_id
+           LEFT JOIN label_priority p ON p.document_id = r.document_id WHERE r.id = ?""",
         [draft_id],
     ).fetchdf()
     return None if df.empty else df.iloc[0].to_dict()
@@ -102,10 +132,15 @@ def add_review(
     concise: bool | None = None,
     edited_summary: str | None = None,
     example_id: int | None = None,
+    seconds: float | None = None,
+    edit_distance: float | None = None,
 ) -> int:
+    """seconds: from opening the draft to this decision; edit_distance: word-level, between the
+    draft and the saved text (0: accepted unchanged)."""
     return con.execute(
         """INSERT INTO reviews (draft_id, reviewer, rating, faithful, complete, concise, action,
-               edited_summary, example_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+               edited_summary, example_id, seconds, edit_distance)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         [
             draft_id,
             reviewer,
@@ -116,8 +151,33 @@ def add_review(
             action,
             edited_summary,
             example_id,
+            seconds,
+            edit_distance,
         ],
     ).fetchone()[0]
+
+
+def seconds_since_assigned(con, draft_id: int, reviewer: str) -> float | None:
+    """Seconds since the draft was handed to the reviewer, if it was (both times as the store
+    writes them, so time zones cancel)."""
+    row = con.execute(
+        "SELECT epoch(current_timestamp::TIMESTAMP) - epoch(assigned_at) FROM assignments "
+        "WHERE draft_id = ? AND reviewer = ?",
+        [draft_id, reviewer],
+    ).fetchone()
+    return None if row is None else max(0.0, float(row[0]))
+
+
+def review_effort(con) -> pd.DataFrame:
+    """One row per decision on a draft (saved or unusable; skips are not decisions): the model
+    that wrote it, action, seconds, edit_distance, reviewer, created_at, and the draft and the
+    edited text (NULL: saved unchanged) for decisions recorded before edit distances were."""
+    return con.execute(
+        """SELECT d.model_id, r.action, r.seconds, r.edit_distance, r.reviewer, r.created_at,
+               d.summary AS draft, r.edited_summary
+           FROM reviews r JOIN drafts d ON d.id = r.draft_id
+           WHERE r.action IN ('saved', 'unusable') ORDER BY r.id"""
+    ).fetchdf()
 
 
 def add_corrected_example(
@@ -169,3 +229,106 @@ def count_drafts(con) -> tuple[int, int]:
         """SELECT count(*), count(*) FILTER (EXISTS (SELECT 1 FROM reviews r
                WHERE r.draft_id = d.id AND r.action <> 'skipped')) FROM drafts d"""
     ).fetchone()
+
+
+def label_candidates(con, limit: int) -> pd.DataFrame:
+    """Documents without a reference summary (none, or only rejected ones) that the labelling
+    order ranks: those with a draft first (their newest draft: summary, mean_logprob), then
+    the rest, up to `limit`, in plain order. Columns: document_id, text, clean_version, draft,
+    mean_logprob."""
+    return con.execute(
+        """SELECT d.id AS document_id, d.clean_text AS text, d.clean_version,
+                  r.summary AS draft, r.mean_logprob
+           FROM documents d
+           LEFT JOIN (SELECT * FROM drafts QUALIFY row_number() OVER
+                      (PARTITION BY document_id ORDER BY id DESC) = 1) r ON r.document_id = d.id
+           WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
+                             AND e.summary IS NOT NULL AND e.status <> 'rejected')
+           ORDER BY r.id IS NULL, d.id LIMIT ?""",
+        [limit],
+    ).fetchdf()
+
+
+def training_documents(con, limit: int) -> pd.DataFrame:
+    """Documents of the training set (accepted examples with a summary on the train side, or
+    all accepted ones while nothing is split), up to `limit` in a fixed pseudo-random order:
+    document_id, text, clean_version."""
+    return con.execute(
+        """WITH accepted AS (SELECT DISTINCT e.document_id, e.split = 'train' AS train
+                            FROM examples e WHERE e.status = 'accepted'
+                            AND e.summary IS NOT NULL AND coalesce(e.split, '') <> 'test')
+           SELECT d.id AS document_id, d.clean_text AS text, d.clean_version
+           FROM documents d JOIN (SELECT document_id FROM accepted WHERE train OR NOT EXISTS
+                                  (SELECT 1 FROM accepted WHERE train) GROUP BY 1) a
+                ON a.document_id = d.id
+           ORDER BY hash(d.id) LIMIT ?""",
+        [limit],
+    ).fetchdf()
+
+
+def draft_logprobs(con):
+    """Every stored draft's mean token log-probability (where recorded), as an array."""
+    return con.execute(
+        "SELECT mean_logprob FROM drafts WHERE mean_logprob IS NOT NULL"
+    ).fetchnumpy()["mean_logprob"]
+
+
+def cached_embeddings(con, documents: pd.DataFrame) -> dict:
+    """{document_id: vector bytes} for those of `documents` (document_id, clean_version)
+    embedded at their current version."""
+    con.register("_wanted", documents[["document_id", "clean_version"]])
+    try:
+        rows = con.execute(
+            """SELECT v.document_id, v.vector FROM document_embeddings v JOIN _wanted w
+               ON w.document_id = v.document_id AND w.clean_version = v.clean_version"""
+        ).fetchall()
+    finally:
+        con.unregister("_wanted")
+    return dict(rows)
+
+
+def save_embeddings(con, rows: pd.DataFrame):
+    """rows: document_id, clean_version, vector (bytes); replaces older versions."""
+    con.register("_vectors", rows)
+    try:
+        con.execute(
+            """INSERT INTO document_embeddings SELECT document_id, clean_version, vector
+               FROM _vectors ON CONFLICT (document_id) DO UPDATE
+               SET clean_version = excluded.clean_version, vector = excluded.vector"""
+        )
+    finally:
+        con.unregister("_vectors")
+
+
+def set_priorities(con, ranked: pd.DataFrame):
+    """Replace the labelling order: rows of document_id, rank, score, reason."""
+    con.execute("DELETE FROM label_priority")
+    if len(ranked):
+        con.register("_ranked", ranked[["document_id", "rank", "score", "reason"]])
+        try:
+            con.execute("INSERT INTO label_priority SELECT * FROM _ranked")
+        finally:
+            con.unregister("_ranked")
+
+
+def priorities(con, limit: int) -> pd.DataFrame:
+    """The stored order: rank, score, reason, document_id, title, words, whether drafted."""
+    return con.execute(
+        """SELECT p.rank, p.score, p.reason, p.document_id, d.title, d.n_words AS words,
+                  EXISTS (SELECT 1 FROM drafts r WHERE r.document_id = p.document_id) AS drafted
+           FROM label_priority p JOIN documents d ON d.id = p.document_id
+           ORDER BY p.rank LIMIT ?""",
+        [limit],
+    ).fetchdf()
+
+
+def priority_inputs(con) -> str:
+    """What the labelling order depends on, as one string: it is stale when this changes."""
+    row = con.execute(
+        """SELECT (SELECT count(*) || ':' || coalesce(sum(clean_version), 0) FROM documents),
+                  (SELECT coalesce(max(id), 0) FROM drafts),
+                  (SELECT count(*) || ':' || coalesce(max(id), 0) FROM examples),
+                  (SELECT count(*) FILTER (status = 'accepted') || ':'
+                          || count(*) FILTER (split = 'train') FROM examples)"""
+    ).fetchone()
+    return "|".join(map(str, row))

@@ -389,6 +389,48 @@ def m008_serving(con):
     )
 
 
+def m009_feedback(con):
+    """The feedback loop: ratings and corrections of answers where they appear (Chat, sampled
+    API requests) queued for review; review effort (seconds, word edit distance); each draft's
+    mean token log-probability; cached document embeddings and the labelling order."""
+    for table, column in (("reviews", "seconds"), ("reviews", "edit_distance"),
+                          ("drafts", "mean_logprob")):  # fmt: skip
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} DOUBLE")
+    con.execute("CREATE SEQUENCE feedback_ids START 1")
+    con.execute(
+        """CREATE TABLE feedback (
+            id BIGINT PRIMARY KEY DEFAULT nextval('feedback_ids'),
+            source VARCHAR NOT NULL,          -- chat | api
+            document VARCHAR,                 -- the document summarized; NULL: a plain chat
+            document_id VARCHAR,              -- when it is a document of the store
+            prompt VARCHAR NOT NULL,          -- what the model was asked
+            model_id VARCHAR, answer VARCHAR NOT NULL,
+            rating INTEGER,                   -- the asker's thumbs: 1 up, 0 down
+            corrected VARCHAR,                -- the asker's, then the reviewer's, final text
+            proposed BOOLEAN NOT NULL DEFAULT FALSE,  -- "Save as example"
+            status VARCHAR NOT NULL DEFAULT 'queued',  -- queued | accepted | rejected
+            created_by VARCHAR,               -- the chat user, or the API key's name
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            message_id BIGINT UNIQUE, request_id BIGINT UNIQUE,  -- where it came from
+            reviewer VARCHAR, reviewed_at TIMESTAMP, review_rating INTEGER,  -- 1..5
+            seconds DOUBLE, edit_distance DOUBLE,
+            example_id BIGINT                 -- the example an accepted summary became
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE document_embeddings (
+            document_id VARCHAR PRIMARY KEY, clean_version INTEGER NOT NULL,
+            vector BLOB NOT NULL              -- float32, normalised (all-MiniLM-L6-v2)
+        )"""
+    )
+    con.execute(
+        """CREATE TABLE label_priority (
+            document_id VARCHAR PRIMARY KEY, rank INTEGER NOT NULL, score DOUBLE,
+            reason VARCHAR NOT NULL           -- why it comes first, in words
+        )"""
+    )
+
+
 MIGRATIONS = [
     m001_core,
     m002_labelling,
@@ -398,4 +440,5 @@ MIGRATIONS = [
     m006_security,
     m007_audit,
     m008_serving,
+    m009_feedback,
 ]

@@ -232,11 +232,20 @@ def sidebar(page):
 
 
 def choose(page, label: str, option: str):
-    """Pick `option` in the select box `label`: type to filter, click the option."""
+    """Pick `option` in the select box `label`: type to filter, click the option. A rerun that
+    lands meanwhile closes the list; then type again, as a person would."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.get_by_role("combobox", name=label)
-    box.fill("")
-    box.press_sequentially(option)  # a fill() alone does not open the list
-    page.get_by_role("option", name=option, exact=True).click()
+    for _ in range(3):
+        wait_until_idle(page)
+        box.fill("")
+        box.press_sequentially(option)  # a fill() alone does not open the list
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
     expect(box).to_have_value(option)
 
 

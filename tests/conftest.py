@@ -80,3 +80,22 @@ def tiny_model(tmp_path_factory) -> Path:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def signed_in_app(name: str, role: str, page: str | None = None):
+    """The app (streamlit_app.py, its frame and gate) signed in as `name` through the session
+    cookie the login form would have handed out, on `page` if given. Creates the account."""
+    from streamlit.testing.v1 import AppTest
+
+    from engine.auth import create_user, start_session
+    from engine.paths import db_path
+    from store import users as users_store
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.run()  # the first visit opens the store and loads the sample set
+    con = store.connect(db_path())  # same process: the app's database instance
+    if users_store.get_user(con, name) is None:
+        create_user(con, name, "correct horse", role)
+    at.session_state["login_cookie"] = start_session(con, name)
+    at.run()
+    return at.switch_page(page).run() if page else at

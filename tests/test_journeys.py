@@ -431,21 +431,26 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
             ).fetchone()[0]
             votes = con.execute(
                 """SELECT p.example_id, p.run_a, p.run_b, p.left_run, p.winner_run, p.reason,
-                       p.reviewer, r.summary AS winner_summary
-                   FROM preferences p JOIN eval_results r
-                     ON r.run_id = p.winner_run AND r.example_id = p.example_id"""
+                       p.reviewer, l.summary, w.summary
+                   FROM preferences p
+                   JOIN eval_results l ON l.run_id = p.left_run AND l.example_id = p.example_id
+                   JOIN eval_results w ON w.run_id = p.winner_run AND w.example_id = p.example_id"""
             ).fetchall()
         assert promotion == [(run_id, "tiny", eval_runs[run_id], eval_runs["tiny"], reason, ADMIN)]
         assert production == run_id
         assert len(votes) == 1, votes
-        example_id, run_a, run_b, left, winner, why, who, winner_summary = votes[0]
+        example_id, run_a, run_b, left, winner, why, who, left_summary, winner_summary = votes[0]
         assert {run_a, run_b} == set(eval_runs.values())
         assert example_id in test_ids
         assert winner in (run_a, run_b) and winner != left  # Summary 2 is the right-hand one
         assert (why, who) == ("Reads better", REVIEWER)
-        right_side = re.search(r"Summary 2 (.*) Why\? \(optional\)", shown)
-        assert right_side is not None, shown
-        assert right_side.group(1).strip() == " ".join(winner_summary.split())
+        # The vote went to the summary the reviewer saw on the right, as Summary 2.
+        sides = re.search(r"Summary 1(.*)Summary 2(.*)Why\? \(optional\)", shown)
+        assert sides is not None, shown
+        assert [side.strip() for side in sides.groups()] == [
+            " ".join(left_summary.split()),
+            " ".join(winner_summary.split()),
+        ]
 
         # Chat with both models side by side, from Compare.
         page.get_by_role("tab", name="Actions").click()

@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 import store
-from engine import model_export
 from engine.audit import entries
 from engine.auth import PermissionDenied
 from engine.models.embedded import DEFAULT_MODEL
 from engine.models.generation import GenerationSettings, load_model, summarize_batch
 from engine.models.registry import resolve
 from engine.paths import db_path
+from engine.serving import export as model_export
 from store import evals as evals_store
 from store import registry as reg_store
 from store import runs as runs_store

@@ -361,13 +361,9 @@ def test_utf16_without_a_byte_order_mark_is_decoded(con, tmp_path):
 
 # --- the Import tab --------------------------------------------------------------------------
 def data_page(user: dict):
-    from streamlit.testing.v1 import AppTest
+    from tests.conftest import signed_in_app
 
-    from tests.conftest import ROOT
-
-    at = AppTest.from_file(str(ROOT / "pages" / "data.py"), default_timeout=120)
-    at.session_state["user"] = user  # what the frame's login leaves there
-    return at.run()
+    return signed_in_app(user["name"], user["role"], "pages/data.py")
 
 
 def test_import_tab_shows_the_path_box_to_admins_only_and_explains_refusals(home, outside):

@@ -25,7 +25,7 @@ from engine.paths import db_path
 from store import evals as evals_store
 from store import examples as ex
 from store import splits
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import write_jsonl
 
 
 def units(n_groups=200, per_group=3, split=None):
@@ -296,15 +296,9 @@ def page(path: str | None = None, script: str | None = None, user: str = "rita")
         at.default_timeout = 120
         at.session_state["user"] = {"name": user, "role": "admin"}
         return at.run()
-    from engine.auth import create_user, start_session
+    from tests.conftest import signed_in_app
 
-    con = store.connect(db_path())
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    at.run()  # the first visit loads the sample set
-    create_user(con, user, "correct horse", "admin")
-    at.session_state["login_cookie"] = start_session(con, user)
-    at.run()
-    return at.switch_page(path).run()
+    return signed_in_app(user, "admin", path)
 
 
 def test_training_data_ui_says_what_is_left_out_and_splits_it_now(home, tmp_path):

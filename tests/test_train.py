@@ -344,7 +344,7 @@ def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeyp
     load_sample_if_empty(con)
     reg_store.register_model(con, "base", "base", str(home / "no-model"))
     monkeypatch.setattr(
-        training_runs.runs, "pump", lambda con: []
+        training_runs.runqueue, "pump", lambda con: []
     )  # write the folder, start nothing
     config = TrainConfig.from_dict(PRESETS["Quick (CPU demo)"])
     run_id, warnings = training_runs.start_training(con, config, "base")

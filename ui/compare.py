@@ -128,6 +128,9 @@ def summary_ui(comparison: comparison.Comparison):
             "clear_winner": "Clear winner",
         },
     )
+    from ui.savings import savings_ui
+
+    savings_ui(db(), (comparison.model_a, comparison.model_b))
 
 
 def document_ui(row, model_a: str, model_b: str):

@@ -1,6 +1,6 @@
 """The "Export model" action (Compare page, admins): merged safetensors weights, the tokenizer,
 generation settings and a model card, written under `<data folder>/exports/` with a .tar.gz to
-download. The work is engine/model_export.py's; this draws the button and the result."""
+download. The work is engine/serving/export.py's; this draws the button and the result."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from engine.auth import can
-from engine.model_export import GGUF_HINT, export_to_data_folder
+from engine.serving.export import GGUF_HINT, export_to_data_folder
 from ui.text import plain
 
 

@@ -63,8 +63,11 @@ def cmd_compare(con, args):
 
         from engine.evaluation.report import comparison_html
         from engine.labelling.preference import win_rates
+        from engine.labelling.savings import savings_table
 
-        Path(args.report).write_text(comparison_html(comparison, win_rates(con)), encoding="utf-8")
+        savings = savings_table(con, [comparison.model_a, comparison.model_b])
+        html = comparison_html(comparison, win_rates(con), savings=savings)
+        Path(args.report).write_text(html, encoding="utf-8")
         print(f"Report written to {args.report}")
 
 

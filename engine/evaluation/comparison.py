@@ -196,4 +196,7 @@ def promote(
             evidence=evidence,
             override_reason=override_reason,
         )
+    from engine.serving.runs import publish_model
+
+    publish_model(con)  # a running API server swaps to the new model within seconds
     return evidence

@@ -3,8 +3,9 @@
     python -m engine compare RUN_A RUN_B --report report.html
 
 Tables, the charts (rendered to inline SVG with vl-convert, so the file needs no script and no
-network), blind-preference results if there are any, and the documents where B lost most
-against A with both summaries marked where they depart from the reference.
+network), blind-preference results if there are any, the review effort each model's drafts cost
+(engine/labelling/savings.py) if any were reviewed, and the documents where B lost most against
+A with both summaries marked where they depart from the reference.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def comparison_html(
     preferences: pd.DataFrame | None = None,
     settings: str = "",
     n_documents: int = 10,
+    savings: pd.DataFrame | None = None,
 ) -> str:
-    """The report as an HTML string."""
+    """The report as an HTML string. `savings`: engine.labelling.savings.savings_table rows."""
     models = (comparison.model_a, comparison.model_b)
     a, b = html.escape(comparison.model_a), html.escape(comparison.model_b)
     pairs = comparison.pairs.sort_values("delta_rougeL")
@@ -86,6 +88,17 @@ def comparison_html(
     if preferences is not None and not preferences.empty:
         preference_html = "<h2>Blind A/B preference</h2>" + preferences.to_html(
             index=False, float_format=lambda v: f"{v:.3f}", border=0
+        )
+    savings_html = ""
+    if savings is not None and not savings.empty:
+        from engine.labelling.savings import readable
+
+        savings_html = (
+            "<h2>Review effort</h2><p class='muted'>Per model that drafted: share of review "
+            "decisions that kept the draft unchanged, median word edit distance between draft "
+            "and saved text, median seconds per decision, and the change against the model it "
+            "was fine-tuned from (two-sample bootstrap 95% CI).</p>"
+            + readable(savings).to_html(index=False, border=0)
         )
     worst = "".join(_document(r, a, b) for r in pairs.head(n_documents).itertuples())
     return f"""<!doctype html>
@@ -107,6 +120,7 @@ summary that its document does not contain.</p>
 <h2>Distributions</h2>{_svg(charts.distributions(comparison.pairs, *models))}
 <h2>Per document</h2>{_svg(charts.scatter(comparison.pairs, "rougeL", *models))}
 {preference_html}
+{savings_html}
 <h2>Where B lost most to A (ROUGE-L)</h2>
 <p class="muted">Marked words do not line up with the reference.</p>{worst}
 </body></html>"""

@@ -1,4 +1,5 @@
-"""The labelling stage's command: draft summaries with a model.
+"""The labelling stage's commands: draft summaries with a model, what to label next, and the
+review effort each model's drafts cost.
 
 Registered by engine/__main__.py: `python -m engine COMMAND --help`.
 """
@@ -32,6 +33,29 @@ def cmd_draft(con, args):
         raise RuntimeError(f"Drafting run {run_id} failed.")
 
 
+def cmd_next(con, args):
+    from engine.labelling.ordering import next_documents
+
+    order = next_documents(con, args.limit)
+    if order.empty:
+        print("Nothing to label: every document has a reference summary.")
+        return
+    for row in order.itertuples():
+        title = f"  {row.title}" if isinstance(row.title, str) and row.title else ""
+        print(f"{row.rank:>4}  {row.score:.3f}  {row.document_id[:16]}  {row.reason}{title}")
+
+
+def cmd_savings(con, args):
+    from engine.labelling.savings import readable, savings_table
+
+    table = savings_table(con)
+    if table.empty:
+        print("no reviews yet")
+        return
+    print("Review effort per model that drafted (decisions: saved or unusable drafts):")
+    print(readable(table).to_string(index=False))
+
+
 def add_commands(sub):
     """Add this stage's subcommands to the `python -m engine` parser."""
     p = sub.add_parser("draft", help="draft summaries for documents without one")
@@ -39,3 +63,8 @@ def add_commands(sub):
     p.add_argument("--limit", type=int)
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.set_defaults(run=cmd_draft)
+    p = sub.add_parser("next", help="the documents most useful to label next, with the reason")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(run=cmd_next)
+    p = sub.add_parser("savings", help="review effort per model: unchanged drafts, edits, time")
+    p.set_defaults(run=cmd_savings)

@@ -1,15 +1,19 @@
 """The review queue: hand each reviewer one draft at a time (two reviewers are never handed the
 same draft unless the overlap asks for it), and turn their ratings and corrections into accepted,
 human-corrected examples linked to their draft; agreement between reviewers as Krippendorff's
-alpha."""
+alpha. Each decision records its effort (engine/labelling/savings.py): the seconds from opening
+the draft (`opened_at`, else when it was handed out) and the word edit distance to the saved
+text."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import xxhash
 
+from engine.labelling.savings import word_edit_distance
 from store import examples as examples_store
 from store import labelling as label_store
 from store import transaction
@@ -31,9 +35,11 @@ def save_review(
     faithful: bool | None = None,
     complete: bool | None = None,
     concise: bool | None = None,
+    opened_at: float | None = None,
 ) -> int:
     """The reviewed (and possibly edited) summary becomes an accepted example, origin
-    'human-corrected', linked to its draft. Returns the example id."""
+    'human-corrected', linked to its draft. `opened_at`: when the reviewer opened the draft
+    (Unix seconds). Returns the example id."""
     summary = summary.strip()
     if not summary:
         raise ValueError("The summary is empty: write one, or mark the draft unusable.")
@@ -57,12 +63,25 @@ def save_review(
             concise,
             edited,
             example_id,
+            review_seconds(con, draft_id, reviewer, opened_at),
+            word_edit_distance(draft["summary"], summary),
         )
     return example_id
 
 
-def mark_unusable(con, draft_id: int, reviewer: str, rating: int | None = None):
-    label_store.add_review(con, draft_id, reviewer, "unusable", rating)
+def review_seconds(con, draft_id: int, reviewer: str, opened_at: float | None) -> float | None:
+    """Seconds from opening the draft to now: from `opened_at` (the page's clock) when given,
+    else from when the queue handed the draft to the reviewer."""
+    if opened_at is not None:
+        return max(0.0, time.time() - opened_at)
+    return label_store.seconds_since_assigned(con, draft_id, reviewer)
+
+
+def mark_unusable(
+    con, draft_id: int, reviewer: str, rating: int | None = None, opened_at: float | None = None
+):
+    seconds = review_seconds(con, draft_id, reviewer, opened_at)
+    label_store.add_review(con, draft_id, reviewer, "unusable", rating, seconds=seconds)
 
 
 def skip(con, draft_id: int, reviewer: str):

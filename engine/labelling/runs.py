@@ -111,6 +111,7 @@ def ingest_drafts(con, run: dict) -> int:
             "run_id": run["id"],
             "n_generated_tokens": df["n_generated_tokens"],
             "truncated": df["truncated"].astype(bool),
+            "mean_logprob": df["mean_logprob"] if "mean_logprob" in df else None,
         }
     )
     return label_store.add_drafts(con, drafts)

@@ -6,7 +6,8 @@ RUN_DIR/config.json is a DraftConfig (model, adapter, instruction and its prompt
 generation settings), written by engine.labelling.start_drafting or `write_run`;
 RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are appended to
 RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary", "n_generated_tokens",
-"truncated", "model", "prompt_version"}) and flushed, so a cancelled or crashed run keeps what it
+"truncated", "mean_logprob", "model", "prompt_version"}; mean_logprob: the mean log-probability
+of the draft's tokens, how sure the model was, which ranks what to review first) and flushed, so a cancelled or crashed run keeps what it
 made, and a restart skips the documents already drafted. Progress goes to events.jsonl through
 jobs.RunWriter. Like every job, it never opens the database: the app writes the inputs and
 ingests drafts.jsonl.
@@ -234,6 +235,7 @@ def run_drafting(run_dir: str | Path, final: bool = True) -> str:
                     "summary": r.text,
                     "n_generated_tokens": r.n_generated_tokens,
                     "truncated": r.truncated,
+                    "mean_logprob": r.mean_logprob,
                     "model": config.model_id,
                     "prompt_version": config.prompt_version,
                 }

@@ -54,6 +54,9 @@ class Result:
     text: str  # the summary, special tokens removed
     n_generated_tokens: int  # tokens generated before the end-of-turn token
     truncated: bool  # the document was cut to fit the prompt budget
+    # Mean log-probability of the generated tokens under the distribution each was chosen from
+    # (how sure the model was; None when nothing was generated). Ranks what to review first.
+    mean_logprob: float | None = None
 
 
 def resolve_model(model_ref: str) -> str:
@@ -189,6 +192,31 @@ def _step_hook(on_step, batch_size: int):
     return hook, StoppingCriteriaList([hook])
 
 
+def _logprob_hooks():
+    """(logits processor, stopping criterion, steps): the processor, last in generate's list,
+    keeps the log-softmax of the scores each token is chosen from; the criterion, called once
+    the token is appended, reads the chosen token's log-probability into `steps` (one row-wise
+    tensor per step). Stopping criteria do not get the scores unless generate keeps them all
+    (output_scores: steps × batch × vocabulary floats), hence the pair. Both only observe."""
+    import torch
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    steps: list = []
+    last: dict = {}
+
+    class KeepLogProbs(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            last["logp"] = torch.log_softmax(scores.float(), dim=-1)
+            return scores
+
+    class ReadChosen(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            steps.append(last["logp"].gather(1, input_ids[:, -1:]).squeeze(1).cpu())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return KeepLogProbs(), ReadChosen(), steps
+
+
 def summarize_batch(
     model,
     tokenizer,
@@ -204,6 +232,7 @@ def summarize_batch(
     returns True generation stops and GenerationStopped is raised (a cancel that does not wait
     for a whole batch)."""
     import torch
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     budget = prompt_budget(model, settings)
     prompts = [prompt_ids(tokenizer, d, instruction, budget) for d in documents]
@@ -217,14 +246,24 @@ def summarize_batch(
             {"input_ids": [prompts[i][0] for i in rows]}, padding=True, return_tensors="pt"
         ).to(model.device)
         hook, criteria = _step_hook(on_step, len(rows)) if on_step else (None, None)
+        keep, read, steps = _logprob_hooks()
+        criteria = StoppingCriteriaList([*(criteria or []), read])
         with torch.inference_mode():
-            out = model.generate(**batch, **kwargs, stopping_criteria=criteria)
+            out = model.generate(
+                **batch,
+                **kwargs,
+                logits_processor=LogitsProcessorList([keep]),
+                stopping_criteria=criteria,
+            )
         if hook is not None and hook.stopped:
             raise GenerationStopped()
-        for i, tokens in zip(rows, out[:, batch["input_ids"].shape[1] :].tolist()):
+        logps = torch.stack(steps, dim=1) if steps else torch.zeros(len(rows), 0)
+        generated = out[:, batch["input_ids"].shape[1] :].tolist()
+        for row, (i, tokens) in enumerate(zip(rows, generated)):
             n = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))
             text = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
-            results[i] = Result(text, n, prompts[i][1])
+            mean = float(logps[row, :n].mean()) if n else None
+            results[i] = Result(text, n, prompts[i][1], mean)
     return results
 
 

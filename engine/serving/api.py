@@ -35,6 +35,14 @@ from engine.serving.schemas import BadRequest, ChatRequest, CompletionRequest, c
 PRODUCTION = "production"  # a model name that always means the model being served
 
 
+class AsciiJSON(JSONResponse):
+    """JSON in ASCII: an error that names a field from the request stays encodable even when
+    the request carried lone surrogates (which UTF-8 cannot encode)."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 class ApiError(Exception):
     def __init__(self, status, message, code=None, param=None, kind=None, headers=None):
         super().__init__(message)
@@ -75,7 +83,13 @@ class RequestLog:
 
 
 def create_app(server) -> FastAPI:
-    app = FastAPI(title="Tuneloop model server", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Tuneloop model server",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=AsciiJSON,
+    )
     app.add_middleware(RequestLog, server=server)
 
     def error_response(request: Request, e: ApiError) -> JSONResponse:
@@ -83,7 +97,7 @@ def create_app(server) -> FastAPI:
         if record is not None:
             record["error"] = e.message
         body = error_body(e.message, e.kind, e.code, e.param)
-        return JSONResponse(body, status_code=e.status, headers=e.headers)
+        return AsciiJSON(body, status_code=e.status, headers=e.headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
@@ -171,7 +185,7 @@ def create_app(server) -> FastAPI:
             "loading": server.loading,
             "waiting": server.batcher.waiting(),
         }
-        return JSONResponse(body, status_code=200 if engine else 503)
+        return AsciiJSON(body, status_code=200 if engine else 503)
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -292,7 +306,7 @@ def create_app(server) -> FastAPI:
             return StreamingResponse(
                 reply.stream(), media_type="text/event-stream", headers=headers
             )
-        return JSONResponse(await reply.collect())
+        return AsciiJSON(await reply.collect())
 
     return app
 

@@ -38,6 +38,7 @@ from engine.models.generation import (
 from engine.models.prompts import DEFAULT_INSTRUCTION
 
 log = logging.getLogger(__name__)
+GREEDY_BELOW = 1e-5  # a temperature this small means greedy (dividing by it overflows)
 
 
 class Busy(Exception):
@@ -111,7 +112,8 @@ class Job:
         deliver: Callable[[str, object], None] | None = None,
     ):
         self.engine, self.prompt, self.max_new_tokens = engine, prompt, max_new_tokens
-        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+        self.temperature = temperature if temperature >= GREEDY_BELOW else 0.0
+        self.top_p, self.seed = top_p, seed
         self.stop = tuple(s for s in stop if s)
         self._longest = max((len(s) for s in self.stop), default=0)
         self.deliver = deliver or (lambda kind, payload: None)

@@ -103,6 +103,14 @@ def publish_model(con) -> bool:
     return True
 
 
+def model_outdated(con) -> bool:
+    """Whether model.json names another model or prompt than the store's production ones (a
+    prompt template saved since: promotions publish by themselves)."""
+    folder = serve_dir()
+    current = read_json(folder / MODEL_FILE) if folder.is_dir() else None
+    return current is not None and not _same_model(current, model_spec(con))
+
+
 @dataclass
 class ServerState:
     running: bool  # a server process is alive

@@ -361,7 +361,7 @@ def _value(value) -> str:
 # --- command line -----------------------------------------------------------------------------
 
 
-def add_cli(subparsers):
+def add_commands(subparsers):
     """The `export-model` subcommand of `python -m engine`."""
     p = subparsers.add_parser("export-model", help="write a model as merged safetensors + card")
     p.add_argument("model", help="a registered model id")

@@ -1,0 +1,52 @@
+"""Loop health (admins): is use flowing back into data and better models? Examples by source
+over time, feedback volume and the share corrected, time since the last retrain, and each model
+version with its test scores and the review effort its drafts cost
+(engine/labelling/feedback.py `loop_health`)."""
+
+import altair as alt
+import streamlit as st
+
+from engine.labelling.feedback import loop_health
+from ui.common import db, require
+from ui.savings import savings_ui
+
+require("compare")
+con = db()
+st.title("Loop health")
+health = loop_health(con)
+
+c = st.columns(4)
+last = health["last_training"]
+if last is None:
+    c[0].metric("Last retrain", "never")
+else:
+    days = last["seconds_ago"] / 86400
+    c[0].metric("Last retrain", f"{days:.1f} days ago" if days >= 1 else f"{days * 24:.1f} h ago")
+c[1].metric("Feedback items", f"{health['feedback']:,}")
+share = health["share_corrected"]
+c[2].metric("Share corrected", "—" if share is None else f"{share:.0%}")
+c[3].metric("Waiting for review", f"{health['queued']:,}")
+
+st.subheader("Examples by source")
+examples = health["examples_by_source"]
+if examples.empty:
+    st.caption("No examples yet.")
+else:
+    chart = alt.Chart(examples).mark_line(point=True).encode(
+        x=alt.X("week:T", title="week"),
+        y=alt.Y("total:Q", title="examples (cumulative)"),
+        color=alt.Color("source:N", title="source"),
+        tooltip=["week:T", "source:N", "examples:Q", "total:Q"],
+    )
+    st.altair_chart(chart, width="stretch")
+
+st.subheader("Feedback")
+weekly = health["feedback_by_week"]
+if weekly.empty:
+    st.caption("No feedback yet: ratings and corrections from Chat and sampled API requests.")
+else:
+    st.dataframe(weekly, hide_index=True)
+
+st.subheader("Model history")
+st.dataframe(health["models"], hide_index=True)
+savings_ui(con)

@@ -38,6 +38,7 @@ ACTIONS = {
     "open_pair": "opened a blind A/B review",
     "close_pair": "closed a blind A/B review",
     "promote": "promoted a model to production",
+    "labelling_order": "set the labelling queues' order (most useful first, or plain)",
     "serve_start": "started the API server",
     "serve_stop": "stopped the API server",
     "api_key_create": "created an API key",

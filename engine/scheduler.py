@@ -67,10 +67,9 @@ def tick(con) -> list[dict]:
                 )
         runqueue.pump(con)
         ingest_requests(con)  # the API server's request log: one stat when idle
-        from engine.labelling import feedback, ordering
+    from engine.labelling.feedback import sample_in_background
 
-        feedback.sample_in_background(con)  # opted-in API summaries: at most once a minute
-        ordering.refresh_in_background(con)  # what to review next: at most once a minute
+    sample_in_background(con)  # opted-in API summaries into the feedback queue, once a minute
     return finished
 
 
@@ -119,6 +118,9 @@ class Poller:
                 done = tick(cursor)
                 self.finished = (self.finished + done)[-50:]
                 self.n_finished += len(done)
+                from engine.labelling.ordering import refresh_in_background
+
+                refresh_in_background(cursor)  # what to review next; may embed for seconds
             except Exception as e:  # noqa: BLE001 - keep polling; the reason is in the log
                 if "closed" in str(e).lower():  # the app closed its database: nothing to poll
                     return

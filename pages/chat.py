@@ -94,7 +94,9 @@ def answer_ui(message_id: int, answer: str, given: dict | None, document: str | 
     corrected = given["corrected"] if given and isinstance(given["corrected"], str) else None
     editing = f"chat_editing_{message_id}"
     if st.session_state.get(editing):
-        text = st.text_area("Correct the answer", corrected or answer, key=f"chat_correct_{message_id}")
+        text = st.text_area(
+            "Correct the answer", corrected or answer, key=f"chat_correct_{message_id}"
+        )
         c = st.columns(3)
         if c[0].button("Save correction", key=f"chat_correct_save_{message_id}"):
             if give_feedback(message_id, "Correction saved for review.", corrected=text):

@@ -32,11 +32,15 @@ examples = health["examples_by_source"]
 if examples.empty:
     st.caption("No examples yet.")
 else:
-    chart = alt.Chart(examples).mark_line(point=True).encode(
-        x=alt.X("week:T", title="week"),
-        y=alt.Y("total:Q", title="examples (cumulative)"),
-        color=alt.Color("source:N", title="source"),
-        tooltip=["week:T", "source:N", "examples:Q", "total:Q"],
+    chart = (
+        alt.Chart(examples)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("week:T", title="week"),
+            y=alt.Y("total:Q", title="examples (cumulative)"),
+            color=alt.Color("source:N", title="source"),
+            tooltip=["week:T", "source:N", "examples:Q", "total:Q"],
+        )
     )
     st.altair_chart(chart, width="stretch")
 

@@ -48,7 +48,8 @@ def feedback_ui():
     thumbs = {1: "👍", 0: "👎"}.get(None if pd.isna(item["rating"]) else int(item["rating"]), "")
     st.caption(
         f"Feedback {item_id} from {item['source']} ({plain(item['created_by'])}) on "
-        f"{plain(item['model_id'])} {thumbs}" + (" · proposed as an example" if item["proposed"] else "")
+        f"{plain(item['model_id'])} {thumbs}"
+        + (" · proposed as an example" if item["proposed"] else "")
     )
     left, right = st.columns(2)
     document = item["document"] if isinstance(item["document"], str) else None
@@ -58,7 +59,9 @@ def feedback_ui():
     right.text(item["answer"])
     corrected = item["corrected"] if isinstance(item["corrected"], str) else None
     with right.form(f"review_fb_form_{item_id}"):
-        text = st.text_area("Final text", corrected or item["answer"], key=f"review_fb_text_{item_id}")
+        text = st.text_area(
+            "Final text", corrected or item["answer"], key=f"review_fb_text_{item_id}"
+        )
         stars = st.feedback("stars", key=f"review_fb_rating_{item_id}")
         b = st.columns(2)
         accept = b[0].form_submit_button("Accept", type="primary")
@@ -68,7 +71,10 @@ def feedback_ui():
         if accept:
             example_id, flags = feedback.accept(con, item_id, user, text, stars, opened)
             note = f" (flags: {', '.join(flags)})" if flags else ""
-            done(f"Feedback {item_id} accepted" + (f" as example {example_id}{note}." if example_id else "."))
+            done(
+                f"Feedback {item_id} accepted"
+                + (f" as example {example_id}{note}." if example_id else ".")
+            )
         elif reject:
             feedback.reject(con, item_id, user, stars, opened)
             done(f"Feedback {item_id} rejected.")

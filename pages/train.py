@@ -84,11 +84,20 @@ def live_ui():
         m = run_metrics(con, run["id"])
         if m["alarm"]:
             st.error(f"Overfitting alarm at step {m['alarm']['step']}: {m['alarm']['message']}")
-        data = curves([run["id"]])
-        if not data.empty:
-            st.altair_chart(
-                alt.Chart(data).mark_line(point=True).encode(x="step:Q", y="loss:Q", color="kind:N")
-            )
+        # The chart's spec is rebuilt only when a new loss arrives: building an Altair spec
+        # costs more than everything else this poll does (bench/polling.py).
+        seen = (len(m["train"]), len(m["eval"]))
+        charts = st.session_state.setdefault("train_live_charts", {})
+        cached = charts.get(run["id"])
+        if cached is None or cached[0] != seen:
+            data = curves([run["id"]])
+            spec = None
+            if not data.empty:
+                chart = alt.Chart(data).mark_line(point=True)
+                spec = chart.encode(x="step:Q", y="loss:Q", color="kind:N").to_dict()
+            cached = charts[run["id"]] = (seen, spec)
+        if cached[1]:
+            st.vega_lite_chart(cached[1])
         if m["eval"] and m["eval"][-1].get("samples"):
             with st.expander(f"Validation summaries at step {m['eval'][-1]['step']}"):
                 for sample in m["eval"][-1]["samples"]:

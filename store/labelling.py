@@ -332,3 +332,11 @@ def priority_inputs(con) -> str:
                           || count(*) FILTER (split = 'train') FROM examples)"""
     ).fetchone()
     return "|".join(map(str, row))
+
+
+def count_scored_waiting(con) -> int:
+    """Drafts with a recorded log-probability (from a drafting run) that nobody has reviewed."""
+    return con.execute(
+        """SELECT count(*) FROM drafts d WHERE d.mean_logprob IS NOT NULL AND NOT EXISTS
+           (SELECT 1 FROM reviews r WHERE r.draft_id = d.id AND r.action <> 'skipped')"""
+    ).fetchone()[0]

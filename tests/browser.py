@@ -187,7 +187,7 @@ class App:
             self.start()
             for page, name, url in where:
                 self._reopen(page, name, url)
-            self.note("server restarted, pages reopened")
+            self.note(f"server restarted, pages reopened ({self.relogins} logins lost so far)")
 
     def _reopen(self, page, name: str, url: str):
         page.goto(url)

@@ -11,6 +11,7 @@ from store import runs as runs_store
 from ui.text import plain
 
 POLL_EVERY_S = 3  # seconds between a page's looks at a running job
+SIDEBAR_EVERY_S = 5  # the sidebar's job list, on every page: a little slower
 
 
 def describe_progress(con, run_id: str) -> tuple[float, str]:
@@ -67,7 +68,7 @@ def sidebar_jobs_ui(con_factory, poller):
     """The sidebar's live list of queued and running jobs, and a toast when one of this
     session's jobs ends (reported by the background poller)."""
 
-    @st.fragment(run_every=POLL_EVERY_S)
+    @st.fragment(run_every=SIDEBAR_EVERY_S)
     def jobs_fragment():
         con = con_factory()
         active = runs_store.active_runs(con)

@@ -22,6 +22,6 @@ def savings_ui(con, models: tuple[str, ...] | None = None):
             "Decisions are saved or unusable drafts (skips are not decisions). Edit distance: "
             "word-level Levenshtein between the draft and the saved text over the longer one "
             "(0: accepted unchanged). Seconds: from opening the draft to the decision. "
-            "\"vs base\": this model minus the model it was fine-tuned from, on different "
+            '"vs base": this model minus the model it was fine-tuned from, on different '
             "documents (two-sample bootstrap); lower edit distance and seconds are better."
         )

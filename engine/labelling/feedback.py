@@ -131,7 +131,7 @@ def _api_item(row) -> dict | None:
 
 
 def _sampled(request_id: int, rate: float) -> bool:
-    return xxhash.xxh64_intdigest(f"api-request:{request_id}") < rate * 2**64
+    return xxhash.xxh64_intdigest(f"api-request:{request_id}".encode()) < rate * 2**64
 
 
 def sample_api_requests(con, rate: float | None = None) -> int:

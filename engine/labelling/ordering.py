@@ -11,12 +11,14 @@ Three signals, each a reason only where it fires:
 The queue takes one document from each reason in turn (round-robin), so it stays mixed; the
 "unlike" picks are farthest-first from the training set and everything queued before them, so
 they do not bunch up. Before there is a training set, every document is ranked by that
-farthest-first rule alone ("diverse"). Documents without a reason come after, in plain order.
+farthest-first rule alone ("diverse"), starting from the most typical document. Documents
+without a reason come after, in plain order.
 
 `refresh` computes the order into `label_priority` (embeddings are cached per document
 version); the queues (store/labelling.py) follow it unless an admin sets plain order. The
-app's poller refreshes it at most once a minute while drafts wait for review, the Label page
-before a drafting run, and `python -m engine next [--limit N]` prints it.
+app's poller refreshes it at most once a minute while drafting runs' drafts wait for review,
+the Label page before a drafting run and on "Rank now", and `python -m engine next [--limit N]`
+prints it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ UNSURE_QUANTILE = 0.25  # a draft in the lowest quarter of log-probabilities is 
 NOVEL_QUANTILE = 0.10  # nearest-training similarity below 90% of the training set's own
 REFRESH_EVERY_S = 60.0
 _INPUTS = "labelling.order_inputs"  # setting: priority_inputs at the last refresh
-_state = {"embed": None, "checked": 0.0}
+_state = {"embed": None, "checked": float("-inf")}
 
 
 def set_order(con, user: dict | None, priority: bool):
@@ -87,7 +89,9 @@ def _unsure(candidates: pd.DataFrame, reference: np.ndarray) -> list[tuple[int, 
     for row, value in enumerate(candidates["mean_logprob"]):
         if pd.notna(value) and value <= limit:
             share = float((reference > value).mean())
-            why = f"unsure: mean token log-probability {value:.2f}, lower than {share:.0%} of drafts"
+            why = (
+                f"unsure: mean token log-probability {value:.2f}, lower than {share:.0%} of drafts"
+            )
             out.append((row, share, why))
     return sorted(out, key=lambda t: -t[1])
 
@@ -132,6 +136,8 @@ def rank(
                 reasons.setdefault(r, []).append("unlike the training set")
         else:
             threshold, novel = None, set(range(len(vectors)))
+        # Ties (nothing covered yet) go to the most typical document: diversity starts there.
+        central = vectors @ vectors.mean(axis=0)
     placed: list[tuple[int, float, str]] = []
     done: set[int] = set()
     positions = [0, 0]
@@ -146,8 +152,10 @@ def rank(
         open_rows = [r for r in novel if r not in done]
         if not open_rows:
             return None
-        r = max(open_rows, key=lambda r: (-nearest[r], -r))
+        r = max(open_rows, key=lambda r: (-nearest[r], central[r], -r))
         if threshold is None:
+            if nearest[r] <= -1:  # nothing queued yet
+                return r, 1.0, "diverse: the most typical document, to start a varied queue"
             return r, float(1 - nearest[r]) / 2, "diverse: the least like the documents before it"
         why = (
             f"unlike the training set: nearest training document {nearest[r]:.2f} similar "
@@ -210,14 +218,14 @@ def refresh_if_stale(con, embed=None) -> bool:
 
 
 def refresh_in_background(con) -> bool:
-    """The poller's call: at most once a minute, and only while drafts wait for review (the
-    drafting queue is ranked before each drafting run starts), so an idle app stays idle."""
+    """The app poller's call: at most once a minute, and only while drafts from a drafting run
+    (which carry their log-probability) wait for review; the drafting queue is ranked before
+    each drafting run starts. An idle app stays idle."""
     now = time.monotonic()
     if now - _state["checked"] < REFRESH_EVERY_S:
         return False
     _state["checked"] = now
-    drafts, reviewed = label_store.count_drafts(con)
-    return drafts > reviewed and refresh_if_stale(con)
+    return label_store.count_scored_waiting(con) > 0 and refresh_if_stale(con)
 
 
 def next_documents(con, limit: int = 20, embed=None) -> pd.DataFrame:

@@ -7,8 +7,9 @@ generation settings), written by engine.labelling.start_drafting or `write_run`;
 RUN_DIR/documents.jsonl holds {"document_id", "text"} per line. Drafts are appended to
 RUN_DIR/drafts.jsonl batch by batch ({"document_id", "summary", "n_generated_tokens",
 "truncated", "mean_logprob", "model", "prompt_version"}; mean_logprob: the mean log-probability
-of the draft's tokens, how sure the model was, which ranks what to review first) and flushed, so a cancelled or crashed run keeps what it
-made, and a restart skips the documents already drafted. Progress goes to events.jsonl through
+of the draft's tokens, how sure the model was, which ranks what to review first) and flushed,
+so a cancelled or crashed run keeps what it made, and a restart skips the documents already
+drafted. Progress goes to events.jsonl through
 jobs.RunWriter. Like every job, it never opens the database: the app writes the inputs and
 ingests drafts.jsonl.
 """

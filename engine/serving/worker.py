@@ -101,9 +101,13 @@ class Server:
         if not record.pop("log_texts", False):
             record.pop("request_text", None)
             record.pop("response_text", None)
-        line = json.dumps(record, default=str) + "\n"
-        with self._log_lock, open(self.folder / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(line)
+        line = (json.dumps(record, default=str) + "\n").encode("utf-8")
+        with self._log_lock:  # readable by this user only: it may hold prompts
+            fd = os.open(self.folder / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
 
     # --- the serve folder ------------------------------------------------------------------
     def _changed(self, name: str) -> bool:

@@ -39,6 +39,7 @@ ACTIONS = {
     "close_pair": "closed a blind A/B review",
     "promote": "promoted a model to production",
     "labelling_order": "set the labelling queues' order (most useful first, or plain)",
+    "feedback_sampling": "set the share of opted-in API summaries queued for review",
     "serve_start": "started the API server",
     "serve_stop": "stopped the API server",
     "api_key_create": "created an API key",

@@ -22,6 +22,8 @@ require("duplicates")
 con = db()
 user = st.session_state["user"]
 st.title("Duplicates")
+if notice := st.session_state.pop("dup_notice", None):  # a toast before st.rerun() is lost
+    st.toast(notice)
 
 with st.form("dup_detect"):
     c = st.columns(3)
@@ -54,7 +56,8 @@ with st.expander("Resolve all clusters by a policy"):
         yes, no = st.columns(2)
         if yes.button(f"Reject {n_reject:,}", key="dup_confirm_yes", type="primary"):
             st.session_state["dup_confirm"] = False
-            st.toast(f"Rejected {resolve_all(con, policy, user):,} duplicate examples.")
+            n = resolve_all(con, policy, user)
+            st.session_state["dup_notice"] = f"Rejected {n:,} duplicate examples."
             st.rerun()
         if no.button("Cancel", key="dup_confirm_no"):
             st.session_state["dup_confirm"] = False
@@ -81,7 +84,9 @@ for col, (_, m) in zip(st.columns(len(members)), members.iterrows()):
         )
         if col.button("Keep this, reject the rest", key=f"dup_keep_{m['id']}"):
             n = resolve_cluster(con, cluster_id, int(m["id"]), user)
-            st.toast(f"Kept example {m['id']}, rejected {n:,} in this cluster.")
+            st.session_state["dup_notice"] = (
+                f"Kept example {m['id']}, rejected {n:,} in this cluster."
+            )
             st.rerun()
         st.text_area(
             "Summary", m["summary"] or "", height=120, disabled=True, key=f"dup_sum_{m['id']}"

@@ -6,7 +6,7 @@ version with its test scores and the review effort its drafts cost
 import altair as alt
 import streamlit as st
 
-from engine.labelling.feedback import loop_health
+from engine.labelling.feedback import loop_health, sample_rate, set_sample_rate
 from ui.common import db, require
 from ui.savings import savings_ui
 
@@ -50,6 +50,14 @@ if weekly.empty:
     st.caption("No feedback yet: ratings and corrections from Chat and sampled API requests.")
 else:
     st.dataframe(weekly, hide_index=True)
+with st.form("loop_sampling"):
+    rate = st.slider(
+        "Share of API summaries queued for review (keys that log texts only)",
+        0.0, 1.0, sample_rate(con), 0.05, key="loop_sample_rate",
+    )  # fmt: skip
+    if st.form_submit_button("Save"):
+        set_sample_rate(con, st.session_state["user"], rate)
+        st.toast(f"{rate:.0%} of opted-in API summaries will be queued.")
 
 st.subheader("Model history")
 st.dataframe(health["models"], hide_index=True)

@@ -496,3 +496,51 @@ def test_migration_m009_upgrades_a_store_with_reviews(monkeypatch):
     assert old.execute("SELECT seconds, edit_distance FROM reviews").fetchall() == [(None, None)]
     tables = {r[0] for r in old.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert {"feedback", "document_embeddings", "label_priority"} <= tables
+
+
+def test_loop_page_shows_the_loop_and_sets_the_api_sample_rate(sign_in):
+    con = store.connect(db_path())
+    (fid,) = queue_summaries(con, 1, "loop")
+    fb_store.update_queued(con, fid, {"corrected": "A crash on Main Street."})
+    at = sign_in("ada", "admin")
+    at.switch_page("pages/loop.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Feedback items"] == "1" and metrics["Share corrected"] == "100%"
+    assert metrics["Last retrain"] == "never" and metrics["Waiting for review"] == "1"
+    at.slider(key="loop_sample_rate").set_value(0.5)
+    at.button(key="FormSubmitter:loop_sampling-Save").click().run()
+    assert not at.exception, at.exception
+    assert feedback.sample_rate(con) == 0.5
+    with pytest.raises(PermissionDenied):
+        feedback.set_sample_rate(con, REVIEWER, 1.0)
+    rita = sign_in("rita", "reviewer")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        rita.switch_page("pages/loop.py")  # admins only
+
+
+def test_review_and_label_pages_show_why_a_document_comes_first(sign_in):
+    at = sign_in("rita", "reviewer")  # the app's first start loads the sample set
+    con = store.connect(db_path())
+    docs = label_store.documents_to_draft(con, ordered=False)["document_id"].tolist()
+    assert len(docs) == 4  # the sample set's documents without a summary
+    label_store.add_drafts(
+        con,
+        pd.DataFrame(
+            {"document_id": docs, "summary": "A claim.", "model_id": "m", "prompt_version": 1,
+             "run_id": "r", "n_generated_tokens": 3, "truncated": False,
+             "mean_logprob": [-0.2, -0.3, -3.0, -0.25]}
+        ),
+    )  # fmt: skip
+    ordering.refresh(con, embed=bag_of_words)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    draft_id = con.execute("SELECT id FROM drafts WHERE document_id = ?", [docs[2]]).fetchone()[0]
+    assert at.text_area(key=f"review_summary_{draft_id}").value == "A claim."  # it comes first
+    why = [c.value for c in at.caption if c.value.startswith("Why now:")]
+    assert why and "unsure" in why[0]
+    at.switch_page("pages/label.py").run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    assert shown["document_id"].iloc[0] == docs[2] and shown["reason"].iloc[0].startswith("unsure")
+    assert not [t for t in at.toggle if t.key == "label_order"]  # reviewers cannot switch it

@@ -375,7 +375,7 @@ requests = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=requests)
 def test_fuzzed_requests_never_get_a_server_error(served, request):
     path, body = request

@@ -32,6 +32,13 @@ def pick_ui(con) -> tuple[int | None, str, str]:
     production = production_model(con)
     tuned = models[models["run_id"].notna()]["id"].tolist()
     default_b = tuned[-1] if tuned else next((m for m in ids if m != production), production)
+    default_a = production
+    if default_b == production:  # just promoted: compare it with the model it replaced
+        promotions = evals_store.list_promotions(con)
+        previous = promotions["previous_model_id"].dropna().tolist() if len(promotions) else []
+        default_a = next((m for m in previous if m in ids and m != production), None) or next(
+            (m for m in ids if m != production), production
+        )
     c = st.columns([1, 2, 2])
     dataset = c[0].selectbox(
         "Test split of dataset",
@@ -42,7 +49,7 @@ def pick_ui(con) -> tuple[int | None, str, str]:
     model_a = c[1].selectbox(
         "A (reference model)",
         ids,
-        index=ids.index(production) if production in ids else 0,
+        index=ids.index(default_a) if default_a in ids else 0,
         key="compare_a",
     )
     model_b = c[2].selectbox(

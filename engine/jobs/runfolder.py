@@ -101,13 +101,31 @@ def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
     return events, start + end
 
 
-def accelerate_launcher(n_gpus: int, fsdp: bool = False) -> list[str] | None:
-    """The `accelerate launch` prefix for a worker over n_gpus GPUs on this machine (one process
-    per GPU, DDP; FSDP with full sharding when asked); None for one GPU or none."""
-    if n_gpus <= 1:
+def accelerate_launcher(
+    n_gpus: int,
+    fsdp: bool = False,
+    machines: int = 1,
+    rank: int = 0,
+    main_ip: str | None = None,
+    main_port: int = 29500,
+) -> list[str] | None:
+    """The `accelerate launch` prefix for a worker over n_gpus GPUs per machine (one process per
+    GPU, DDP; FSDP with full sharding when asked); None for one GPU or none on one machine.
+    Several machines: run the same command on each with its own `rank` (0 = the main machine,
+    whose address is `main_ip`, reachable from the others on `main_port`)."""
+    if machines < 1 or not 0 <= rank < machines:
+        raise ValueError(f"rank must be in [0, {machines}) and machines at least 1.")
+    if machines == 1 and n_gpus <= 1:
         return None
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
-    launcher += ["--num_processes", str(n_gpus), "--mixed_precision", "no"]  # the config decides
+    if machines > 1 and not main_ip:
+        raise ValueError("Several machines need main_ip: the address of the rank-0 machine.")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", str(machines)]
+    # num_processes counts every process on every machine.
+    total = max(n_gpus, 1) * machines
+    launcher += ["--num_processes", str(total), "--mixed_precision", "no"]  # the config decides
+    if machines > 1:
+        launcher += ["--machine_rank", str(rank), "--main_process_ip", main_ip]
+        launcher += ["--main_process_port", str(main_port)]
     if fsdp:
         launcher += [
             "--use_fsdp",

@@ -28,7 +28,8 @@ from dataclasses import replace
 import pandas as pd
 import xxhash
 
-from engine.auth import check
+from engine.audit import record
+from engine.auth import PermissionDenied, check
 from engine.data.curation import refresh_flags
 from engine.data.dedupe import last_dedupe_settings
 from engine.data.similarity import find_duplicates
@@ -101,6 +102,21 @@ def record_chat_feedback(
         return existing["id"]
 
 
+def sample_rate(con) -> float:
+    return float(get_setting(con, SAMPLE_RATE, str(DEFAULT_RATE)))
+
+
+def set_sample_rate(con, user: dict | None, rate: float):
+    """The share of opted-in API summaries queued for review (admins; audited)."""
+    if user is None or user.get("role") != "admin":
+        raise PermissionDenied("Only an admin can change how much API traffic is reviewed.")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError("The sample rate is a share between 0 (none) and 1 (every request).")
+    with transaction(con):
+        set_setting(con, SAMPLE_RATE, repr(float(rate)))
+        record(con, user, "feedback_sampling", f"{rate:.0%}")
+
+
 def _api_item(row) -> dict | None:
     """A queue item from a logged request, when it is a successful summary with its texts (a
     key that opted in) and one answer; else None."""
@@ -137,7 +153,7 @@ def _sampled(request_id: int, rate: float) -> bool:
 def sample_api_requests(con, rate: float | None = None) -> int:
     """Queue a seeded share (`rate`, else the SAMPLE_RATE setting) of the summaries that keys
     with log_texts asked the API for since the last call; returns how many were queued."""
-    rate = float(get_setting(con, SAMPLE_RATE, str(DEFAULT_RATE))) if rate is None else rate
+    rate = sample_rate(con) if rate is None else rate
     last = int(get_setting(con, LAST_REQUEST, "0"))
     if fb_store.last_api_request(con) <= last:
         return 0

@@ -238,12 +238,7 @@ def create_app(server) -> FastAPI:
                 param="max_tokens",
             )
         if kind == "chat":
-            inputs = [
-                [
-                    m.as_dict() | {"content": clean_text(m.as_dict()["content"])}
-                    for m in req.messages
-                ]
-            ]
+            inputs = [[m.as_dict() for m in req.messages]]
             build, param = engine.chat_prompt, "messages"
         else:
             inputs = [clean_text(p) for p in req.prompts()]
@@ -260,7 +255,7 @@ def create_app(server) -> FastAPI:
         for prompt in prompts:
             for k in range(req.n):
                 seed = None if req.seed is None else (req.seed + k) % 2**64
-                deliver = deliverer(loop, events, len(jobs))
+                deliver = deliverer(loop, events, len(jobs), req.stream)
                 jobs.append(
                     Job(engine, prompt, new_tokens, req.temperature, req.top_p, seed,
                         req.stops(), deliver)

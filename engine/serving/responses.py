@@ -35,10 +35,13 @@ def error_body(message: str, kind: str, code=None, param=None) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def deliverer(loop, events: asyncio.Queue, index: int):
-    """What the batcher thread calls with a job's news: it lands on the request's queue."""
+def deliverer(loop, events: asyncio.Queue, index: int, stream: bool):
+    """What the batcher thread calls with a job's news: it lands on the request's queue (new
+    text only for a stream: a whole answer is read from the job once it is done)."""
 
     def deliver(kind, payload):
+        if kind == "text" and not stream:
+            return
         try:
             loop.call_soon_threadsafe(events.put_nowait, (index, kind, payload))
         except RuntimeError:  # the event loop closed: the server is stopping

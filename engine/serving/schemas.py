@@ -43,7 +43,8 @@ class Message(BaseModel):
         text = (
             self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
         )
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": clean_text(text)}
 
 
 class StreamOptions(BaseModel):

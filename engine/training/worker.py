@@ -155,6 +155,11 @@ def run_training(run_dir: str | Path) -> str:
     warnings = preflight(config, len(train_records), len(validation_records))
     if not train_records:
         raise ValueError(warnings[0])
+    from engine.training.memory import memory_check
+
+    too_big = memory_check(config)  # refuse before loading a model that cannot fit
+    if too_big:
+        raise ValueError(too_big)
 
     writer.progress("loading model", 0, 1)
     trainer, callback, facts = build_trainer(

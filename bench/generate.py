@@ -5,8 +5,10 @@
 Uses the real default model (SmolLM2-135M-Instruct, fp32 on CPU / bf16 on GPU), greedy decoding,
 documents from ../shared/data/congress119/demo_200.jsonl cut to --max-input-tokens prompt
 tokens. The loop calls summarize_batch on one document at a time; each batch size runs the same
-documents and must give identical summaries. Prints documents/s and generated tokens/s.
-Results: bench/results/generate-cpu.txt.
+documents and must give identical summaries. Prints documents/s and generated tokens/s, then
+the largest batch size against plain `model.generate` on the same padded prompts (in input order,
+no length sorting, no hooks) with `speed-up over HF generate: N.Nx`, and the time to Chat's first
+text chunk for a ~400-token prompt. Results: bench/results/generate-cpu.txt.
 """
 
 from __future__ import annotations
@@ -70,6 +72,44 @@ def timed(model, tokenizer, documents, settings, one_at_a_time=False):
     return results, time.perf_counter() - start, sum(os.times()[:2]) - cpu
 
 
+def plain_generate(model, tokenizer, documents, settings):
+    """Plain `model.generate` over the same prompts, batch_size at a time in input order: the
+    baseline. Returns (summaries, seconds)."""
+    import torch
+
+    from engine.models.generation import generation_kwargs, prompt_budget, prompt_ids
+    from engine.models.prompts import DEFAULT_INSTRUCTION
+
+    budget = prompt_budget(model, settings)
+    prompts = [prompt_ids(tokenizer, d, DEFAULT_INSTRUCTION, budget)[0] for d in documents]
+    kwargs = generation_kwargs(model, tokenizer, settings)
+    texts, start = [], time.perf_counter()
+    for i in range(0, len(prompts), settings.batch_size):
+        batch = tokenizer.pad(
+            {"input_ids": prompts[i : i + settings.batch_size]}, return_tensors="pt"
+        ).to(model.device)
+        with torch.inference_mode():
+            out = model.generate(**batch, **kwargs)
+        for tokens in out[:, batch["input_ids"].shape[1] :].tolist():
+            n = next((k for k, t in enumerate(tokens) if t in kwargs["eos_token_id"]), len(tokens))
+            texts.append(tokenizer.decode(tokens[:n], skip_special_tokens=True).strip())
+    return texts, time.perf_counter() - start
+
+
+def chat_first_chunk(model, tokenizer, document: str) -> float:
+    """Seconds from stream_chat's call to its first text chunk, for the ~400-token document."""
+    from engine.models.generation import GenerationSettings, stream_chat
+
+    start = time.perf_counter()
+    chunks = stream_chat(
+        model, tokenizer, [{"role": "user", "content": document}], GenerationSettings(8)
+    )
+    next(chunks)
+    seconds = time.perf_counter() - start
+    chunks.close()
+    return seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=32)
@@ -116,6 +156,17 @@ def main(argv=None) -> int:
         )
         same = [r.text for r in results] == [r.text for r in reference]
         row(f"batch {size}", results, seconds, cpu, loop_seconds, "yes" if same else "NO")
+    size = replace(settings, batch_size=max(int(s) for s in args.batch_sizes.split(",")))
+    ours, seconds, _ = timed(model, tokenizer, documents, size)
+    plain, plain_seconds = plain_generate(model, tokenizer, documents, size)
+    same = [r.text for r in ours] == plain
+    print(
+        f"\nbatch {size.batch_size}: ours {seconds:.1f} s, "
+        f"plain model.generate {plain_seconds:.1f} s, identical: {'yes' if same else 'NO'}"
+    )
+    print(f"speed-up over HF generate: {plain_seconds / seconds:.1f}x")
+    cut = tokenizer.decode(tokenizer(documents[0])["input_ids"][:380], skip_special_tokens=True)
+    print(f"chat first chunk, ~400-token prompt: {chat_first_chunk(model, tokenizer, cut):.2f} s")
     print(f"load average after: {load()} (above ~0.5 means other work shared the CPU)")
     return 0
 

@@ -138,6 +138,14 @@ def add_example(
     return example_id
 
 
+def document_with_text(con, text: str) -> str | None:
+    """A stored document whose current (cleaned) text is exactly `text`, if any."""
+    row = con.execute(
+        "SELECT id FROM documents WHERE clean_text = ? ORDER BY id LIMIT 1", [text]
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def example_by_hash(con, content_hash: str) -> int | None:
     row = con.execute("SELECT id FROM examples WHERE content_hash = ?", [content_hash]).fetchone()
     return None if row is None else row[0]

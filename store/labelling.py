@@ -26,7 +26,7 @@ def documents_to_draft(
     ordered: bool | None = None,
 ) -> pd.DataFrame:
     """Documents (id, text) to draft: by default those with no reference summary and no draft,
-    most useful first (`ordered`; None: as the setting says), with the reason (NULL: unranked)."""
+    most useful first (`ordered`; None: as the setting says)."""
     where, params = ["TRUE"], []
     if only_missing:
         where.append(
@@ -39,7 +39,7 @@ def documents_to_draft(
         params.append(source)
     ordered = priority_order(con) if ordered is None else ordered
     sql = (
-        "SELECT d.id AS document_id, d.clean_text AS text, p.reason, p.score FROM documents d "
+        "SELECT d.id AS document_id, d.clean_text AS text FROM documents d "
         "LEFT JOIN label_priority p ON p.document_id = d.id "
         f"WHERE {' AND '.join(where)} "
         f"ORDER BY {'p.rank NULLS LAST, ' if ordered else ''}d.id"

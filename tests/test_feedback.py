@@ -449,6 +449,12 @@ def test_feedback_never_enters_an_evaluated_test_split(con):
     with pytest.raises(ValueError, match="near duplicate of\\) a test document"):
         feedback.accept(con, fid, REVIEWER)
     assert fb_store.get(con, fid)["status"] == "queued"  # nothing stored, still to decide
+    n_documents = con.execute("SELECT count(*) FROM documents").fetchone()[0]
+    same = fb_store.add(con, {"source": "chat", "document": test_doc, "prompt": "p",
+                              "answer": "Another summary."})  # fmt: skip
+    with pytest.raises(ValueError, match="test document"):  # "summarize example N" in Chat
+        feedback.accept(con, same, REVIEWER)
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == n_documents
 
 
 def test_without_an_evaluation_feedback_is_dealt_to_every_side(con):

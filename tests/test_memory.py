@@ -102,3 +102,33 @@ def test_a_multi_machine_launcher_is_accepted_by_accelerates_own_parser():
         runfolder.accelerate_launcher(4, machines=2, rank=1)
     with pytest.raises(ValueError, match="rank"):
         runfolder.accelerate_launcher(4, machines=2, rank=2, main_ip="h0")
+
+
+def test_padding_free_packing_mixes_examples_with_sdpa_so_the_config_turns_it_off(
+    tiny_model, tmp_path
+):
+    """TRL's bfd packing feeds one row with position ids restarting per example and no attention
+    mask. With SDPA (the CPU's attention) the second example then attends to the first: its
+    logits differ from the same example alone. So packing stays off here, and preflight says so."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.training.config import packing_support, preflight, sft_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    a, b = list(range(100, 130)), list(range(400, 417))
+    positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+    with torch.no_grad():
+        alone_a = model(input_ids=torch.tensor([a])).logits[0]
+        alone_b = model(input_ids=torch.tensor([b])).logits[0]
+        packed = model(input_ids=torch.tensor([a + b]), position_ids=positions).logits[0]
+    assert torch.allclose(packed[: len(a)], alone_a, atol=1e-4)  # the first example is intact
+    assert not torch.allclose(packed[len(a) :], alone_b, atol=1e-2)  # the second one leaks
+    if torch.cuda.is_available():
+        pytest.skip("the refusal below is for machines without a GPU")
+    config = TrainConfig(packing=True, eval_every_steps=20, epochs=3)
+    assert "FlashAttention" in packing_support()
+    assert any(w.startswith("Packing is turned off") for w in preflight(config, 2000, 100))
+    sft = sft_config(config, str(tmp_path), has_validation=True)
+    assert sft.packing is False and sft.use_liger_kernel is False
+    assert preflight(TrainConfig(epochs=3, eval_every_steps=20), 2000, 100) == []

@@ -246,7 +246,11 @@ def _store_example(con, item: dict, summary: str, reviewer: str) -> int:
     """The document (found, or added and put in its duplicate cluster) and the accepted
     example with its flags and side; the example id. Raises ValueError for a duplicate of a
     test document while the test split is locked."""
-    document_id = _text(item["document_id"]) or _hash(item["document"])
+    document_id = (
+        _text(item["document_id"])
+        or fb_store.document_with_text(con, item["document"])  # e.g. "summarize example 12"
+        or _hash(item["document"])
+    )
     members = [document_id]
     if docs_store.get_document(con, document_id) is None:
         members += _add_document(con, document_id, item)

@@ -181,6 +181,34 @@ def planned_steps(config: TrainConfig, n_train: int) -> int:
     return math.ceil(config.epochs * per_epoch)
 
 
+def packing_support() -> str | None:
+    """None when padding-free packing keeps examples apart here; else why it is turned off.
+    TRL's bfd packing puts several examples in one row with no attention mask, only position ids
+    restarting per example. FlashAttention 2 reads those as separate sequences; with the SDPA
+    and eager attention the worker loads, the later examples attend to the earlier ones
+    (tests/test_memory.py measures it), which would silently change the loss."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return "packing needs FlashAttention on a GPU; on this CPU it would mix examples"
+    if importlib.util.find_spec("flash_attn") is None:
+        return (
+            "packing needs the flash-attn package; without it examples would attend to each other"
+        )
+    return None
+
+
+def liger_available() -> bool:
+    """Liger kernels (fused cross-entropy, RMSNorm, RoPE) are used when installed, on a GPU."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
 def preflight(
     config: TrainConfig, n_train: int, n_validation: int, example_tokens: list[int] | None = None
 ) -> list[str]:
@@ -228,6 +256,8 @@ def preflight(
             f"ROUGE-L uses all {n_validation} validation examples, fewer than the "
             f"{config.rouge_eval_samples} asked for: the score will be noisy."
         )
+    if config.packing and (why := packing_support()):
+        warnings.append(f"Packing is turned off: {why}. Training runs padded instead.")
     lengths = sorted(example_tokens or [])
     n_cut = sum(t > config.max_length for t in lengths)
     if lengths and n_cut >= max(2, 0.1 * len(lengths)):  # a few long documents are normal
@@ -260,6 +290,7 @@ def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
     from trl import SFTConfig
 
     evaluate = "steps" if has_validation else "no"
+    packing = config.packing and packing_support() is None  # preflight says when it is off
     return SFTConfig(
         output_dir=output_dir,
         learning_rate=config.learning_rate,
@@ -274,12 +305,12 @@ def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
         max_length=config.max_length,
         # Best-fit-decreasing packing keeps each example whole and its completion mask, and runs
         # padding-free: position ids restart per example, so examples do not attend to each other.
-        packing=config.packing,
+        packing=packing,
         packing_strategy="bfd",
         eval_packing=False,  # the validation loss stays comparable between runs
         completion_only_loss=True,  # loss on the summary only, never on the document
         # Without packing, batches of similar lengths waste less compute on padding.
-        train_sampling_strategy="random" if config.packing else "group_by_length",
+        train_sampling_strategy="random" if packing else "group_by_length",
         gradient_checkpointing=config.gradient_checkpointing,
         bf16=use_bf16(config),  # TRL's default (on) refuses to start on a CPU without use_cpu
         use_cpu=not torch.cuda.is_available(),
@@ -301,6 +332,7 @@ def sft_config(config: TrainConfig, output_dir: str, has_validation: bool):
         report_to=config.report_to or "none",
         disable_tqdm=True,  # progress goes to events.jsonl; the log gets one line per log call
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_liger_kernel=liger_available(),
     )
 
 

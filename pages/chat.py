@@ -121,13 +121,20 @@ def answer_ui(message_id: int, answer: str, given: dict | None, document: str | 
     stored = None if not given or pd.isna(given["rating"]) else int(given["rating"])
     with c[0]:
         rating = st.feedback("thumbs", key=f"chat_fb_{message_id}", default=stored)
-    if rating != stored:
-        give_feedback(message_id, "Thanks: rating saved for review.", rating=rating)
+    if rating != stored and give_feedback(message_id, "Rating saved for review.", rating=rating):
+        st.toast(st.session_state.pop("chat_flash"))
+    proposed = bool(given and given["proposed"])
+    if proposed:
+        c[3].caption("Proposed as an example: waiting for review.")
     if not st.session_state.get(editing):
         if c[1].button("Correct this", key=f"chat_correct_open_{message_id}"):
             st.session_state[editing] = True
             st.rerun()
-        if document and c[2].button("Save as example", key=f"chat_example_{message_id}"):
+        if (
+            document
+            and not proposed
+            and c[2].button("Save as example", key=f"chat_example_{message_id}")
+        ):
             if give_feedback(message_id, "Queued for review as an example.", propose=True):
                 st.rerun()
 

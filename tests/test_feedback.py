@@ -93,6 +93,10 @@ def test_thumbs_down_and_correction_in_chat_end_as_an_accepted_chat_example(sign
     item = fb_store.get(con, item["id"])
     assert (item["rating"], item["corrected"]) == (0, corrected)
     assert corrected in [m.value for m in at.markdown]  # the answer now shows corrected
+    at.button(key=f"chat_example_{message_id}").click().run()  # "Save as example"
+    assert not at.exception, at.exception
+    assert fb_store.get(con, item["id"])["proposed"]
+    assert not [b for b in at.button if b.key == f"chat_example_{message_id}"]  # asked once
 
     sam = sign_in("sam", "reviewer")  # another reviewer works the queue
     sam.switch_page("pages/review.py").run()

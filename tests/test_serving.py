@@ -112,13 +112,15 @@ def served(tiny_model, tmp_path_factory):
             "slow": keys.create_key(con, CONSOLE, "slow", rate_limit=2),
         }
         runs.start_server(con, CONSOLE, port=0)
-        state = wait_until(
-            lambda: (s := runs.server_state()).state in ("ready", "failed", "stopped") and s,
-            timeout=120,
-        )
-        assert state.state == "ready", state
-        yield {"con": con, "url": state.url, "keys": made, "home": home, "folder": home / "serve"}
-        runs.stop_server(con, CONSOLE)
+        try:
+            state = wait_until(
+                lambda: (s := runs.server_state()).state in ("ready", "failed", "stopped") and s,
+                timeout=120,
+            )
+            assert state.state == "ready", state
+            yield {"con": con, "url": state.url, "keys": made, "folder": home / "serve"}
+        finally:
+            runs.stop_server(con, CONSOLE)
         assert not runs.server_state().running
 
 

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from engine.serving.batcher import Busy, Job
 from engine.serving.responses import ApiError, AsciiJSON, Reply, deliverer, error_body
@@ -199,11 +200,14 @@ def create_app(server) -> FastAPI:
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise too_big if length.isdigit() else ApiError(400, "Bad Content-Length header.")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ApiError(400, "The client left before sending the whole body.") from None
         try:
             body = json.loads(b"".join(chunks))
         except (ValueError, RecursionError) as e:

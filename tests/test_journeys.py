@@ -452,10 +452,10 @@ def test_the_whole_loop_from_an_upload_to_a_promoted_model(browser, tmp_path, ti
             " ".join(winner_summary.split()),
         ]
 
-        # Chat with both models side by side, from Compare. The page came back from the restart
-        # with A on the production model, the fine-tune now: put the base model back as A.
-        expect(page.get_by_role("combobox", name="A (reference model)")).to_have_value(run_id)
-        choose(page, "A (reference model)", "tiny")
+        # Chat with both models side by side, from Compare. After the promotion the page comes
+        # back with A on the model the fine-tune replaced, and B on the fine-tune.
+        expect(page.get_by_role("combobox", name="A (reference model)")).to_have_value("tiny")
+        expect(page.get_by_role("combobox", name="B (candidate)")).to_have_value(run_id)
         expect(page.get_by_text(scored)).to_be_visible()
         page.get_by_role("tab", name="Actions").click()
         page.get_by_role("button", name="Chat with both side by side").click()

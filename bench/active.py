@@ -16,9 +16,10 @@ against N picked at random, and score both on the same held-out bills.
    (no training set yet: unsure, fact check and farthest-first diversity, round-robin). The
    references are never looked at for the order.
 3. Random: the pool shuffled with --seed. For each N in --sizes, each strategy's first N bills
-   (nested sets) train a LoRA fine-tune of the default model (the preset, --epochs passes, no
-   validation split: the last weights; the same seed for both), then the worker summarizes
-   and scores the held-out bills (greedy).
+   (nested sets) train a LoRA fine-tune of the default model (the training worker in its own
+   process; the preset, --epochs passes, no validation split: the last weights; the same seed
+   for both), then the evaluation worker summarizes and scores the held-out bills (greedy).
+   --work DIR keeps the run folders, and a rerun reuses every run that finished.
 Prints per N: ROUGE-2 of both (mean, bootstrap 95% CI), order minus random on the same bills
 (paired bootstrap), the reasons behind the ordered picks, and how many labels the order needs
 to reach random's best ROUGE-2 among the sizes tried. On a CPU the defaults are tiny
@@ -42,7 +43,26 @@ DATA = ROOT.parent / "shared" / "data" / "congress119" / "train.jsonl"
 sys.path.insert(0, str(ROOT))
 
 from bench.evaluate import load, machine, versions  # noqa: E402
-from bench.heldout import fine_tune, read_bills, short, split_bills  # noqa: E402
+from bench.heldout import read_bills, short, split_bills, write_train_run  # noqa: E402
+
+
+def fine_tune(run_dir: Path, config, bills: list[dict]) -> dict:
+    """Train with the app's worker in its own process (`python -m engine train`, so memory is
+    returned after each run); a run folder that already succeeded is reused. Returns
+    status.json's metrics plus wall_s."""
+    import subprocess
+
+    status_file = run_dir / "status.json"
+    started = time.perf_counter()
+    if not (status_file.exists() and json.loads(status_file.read_text())["state"] == "succeeded"):
+        write_train_run(run_dir, config, bills, [])
+        with open(run_dir / "worker.log", "w", encoding="utf-8") as log:
+            command = [sys.executable, "-m", "engine", "train", str(run_dir)]
+            subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    status = json.loads(status_file.read_text())
+    if status["state"] != "succeeded":
+        raise RuntimeError(f"training in {run_dir} {status['state']}: {status.get('reason')}")
+    return status["metrics"] | {"wall_s": time.perf_counter() - started}
 
 
 def draft_pool(run_dir: Path, base_dir: str, bills: list[dict], settings) -> dict:
@@ -50,7 +70,8 @@ def draft_pool(run_dir: Path, base_dir: str, bills: list[dict], settings) -> dic
     from engine.labelling.worker import DRAFTS, DraftConfig, run_drafting, write_run
 
     documents = [{"document_id": b["id"], "text": b["document"]} for b in bills]
-    write_run(run_dir, DraftConfig(model=base_dir, generation=settings), documents)
+    if not (run_dir / "config.json").exists():  # a kept folder resumes where it stopped
+        write_run(run_dir, DraftConfig(model=base_dir, generation=settings), documents)
     if run_drafting(run_dir) != "succeeded":
         raise RuntimeError("drafting the pool failed: see its status.json")
     rows = [json.loads(line) for line in (run_dir / DRAFTS).read_text().splitlines() if line]
@@ -58,17 +79,26 @@ def draft_pool(run_dir: Path, base_dir: str, bills: list[dict], settings) -> dic
 
 
 def rouge2(run_dir: Path, base_dir: str, adapter: str | None, bills: list[dict], settings):
-    """ROUGE-2 of each held-out bill's greedy summary (engine/evaluation/worker.py)."""
-    from engine.evaluation.worker import read_scores, run_evaluation, write_eval_run
+    """ROUGE-2 of each held-out bill's greedy summary (the evaluation worker, in its own
+    process)."""
+    import subprocess
+
+    from engine.evaluation.worker import read_scores, write_eval_run
     from engine.labelling.worker import DraftConfig
 
-    config = DraftConfig(model=base_dir, adapter=adapter, generation=settings)
-    rows = [
-        {"document_id": b["id"], "text": b["document"], "reference": b["summary"]} for b in bills
-    ]
-    write_eval_run(run_dir, config, rows)
-    if run_evaluation(run_dir, semantic=False) != "succeeded":
-        raise RuntimeError(f"evaluation in {run_dir} failed: see its status.json")
+    if not read_scores(run_dir):  # not evaluated yet (a kept folder resumes)
+        config = DraftConfig(model=base_dir, adapter=adapter, generation=settings)
+        rows = [
+            {"document_id": b["id"], "text": b["document"], "reference": b["summary"]}
+            for b in bills
+        ]
+        if not (run_dir / "config.json").exists():
+            write_eval_run(run_dir, config, rows)
+        with open(run_dir / "worker.log", "a", encoding="utf-8") as log:
+            command = [sys.executable, "-m", "engine", "eval-worker", str(run_dir), "--no-semantic"]
+            subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if not read_scores(run_dir):
+            raise RuntimeError(f"evaluation in {run_dir} failed: see its worker.log")
     return [r["rouge2"] for r in read_scores(run_dir)]
 
 
@@ -108,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="the random picks' shuffle")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, help="also write the printed lines to this file")
+    parser.add_argument(
+        "--work", type=Path, help="keep the run folders here; a rerun reuses finished runs"
+    )
     args = parser.parse_args(argv)
     if not args.data.exists():
         print(f"{args.data} is absent: nothing to measure.")
@@ -171,8 +204,8 @@ def main(argv=None) -> int:
     say()
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or Path(scratch)
         drafts = draft_pool(tmp / "pool", base_dir, pool, settings)
         ordered, reasons = order_pool(pool, drafts)
         seconds = time.perf_counter() - started
@@ -183,7 +216,7 @@ def main(argv=None) -> int:
         for n in sizes:
             for name, picks in (("order", ordered), ("random", shuffled)):
                 run = tmp / f"{name}-{n}"
-                trained = fine_tune(run / "train", config, picks[:n], [])
+                trained = fine_tune(run / "train", config, picks[:n])
                 scores[name][n] = rouge2(
                     run / "eval", base_dir, trained["final_dir"], test, settings
                 )

@@ -106,7 +106,8 @@ def evaluate_model(
     wall = time.perf_counter() - started
     if state != "succeeded":
         raise RuntimeError(f"evaluation {state}")
-    progress = [e for e in read_events(run_dir)[0] if e["type"] == "progress"][-1]
+    events = read_events(run_dir)[0]  # the last generation figures, not the scoring phase's
+    progress = [e for e in events if e["type"] == "progress" and "docs_per_s" in e][-1]
     return {
         "rows": read_scores(run_dir),
         "summary": json.loads((run_dir / "summary.json").read_text()),

@@ -67,10 +67,22 @@ def tick(con) -> list[dict]:
                 )
         runqueue.pump(con)
         ingest_requests(con)  # the API server's request log: one stat when idle
-    from engine.labelling.feedback import sample_in_background
+        from engine.labelling.feedback import sample_in_background
 
-    sample_in_background(con)  # opted-in API summaries into the feedback queue, once a minute
+        sample_in_background(con)  # opted-in API summaries into the feedback queue, once a minute
     return finished
+
+
+def catch_up_api_log(con, sample: bool = False):
+    """Ingest the API server's request log now and, with `sample`, queue the opted-in summaries
+    for review: what a page calls to draw current figures. Under the tick's lock, so a page and
+    the poller never ingest the same lines twice."""
+    with _tick_lock:
+        ingest_requests(con)
+        if sample:
+            from engine.labelling.feedback import sample_api_requests
+
+            sample_api_requests(con)
 
 
 def wait_for(con, run_id: str, every_s: float = 1.0) -> runfolder.RunState:

@@ -16,6 +16,7 @@ from engine.data.editing import revert_change
 from engine.labelling import feedback
 from engine.labelling.highlight import source_sentences
 from engine.labelling.review import agreement, mark_unusable, next_draft, save_review, skip
+from engine.scheduler import catch_up_api_log
 from store import feedback as fb_store
 from store import labelling as label_store
 from ui.common import db, require_login
@@ -85,6 +86,7 @@ def feedback_ui():
 user = st.session_state["user"]
 mode = st.radio("Queue", ["Drafts", "Feedback"], horizontal=True, key="review_mode")
 if mode == "Feedback":
+    catch_up_api_log(con, sample=True)  # what the API answered up to now, not a minute ago
     st.caption(f"{fb_store.count_queued(con):,} answers waiting for review.")
     feedback_ui()
     st.stop()

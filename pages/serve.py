@@ -7,6 +7,7 @@ import time
 import altair as alt
 import streamlit as st
 
+from engine.scheduler import catch_up_api_log
 from engine.serving import keys, runs
 from store import serving as serving_store
 from ui.common import db, require
@@ -25,7 +26,7 @@ st.caption(
 def server_ui():
     """The server's state and traffic; reads files and the store only."""
     con = db()
-    runs.ingest_requests(con)  # the poller does it too; this keeps the figures current
+    catch_up_api_log(con)  # the poller does it too; this keeps the figures current
     state = runs.server_state()
     health = runs.check_health(state.url, timeout=1.0) if state.running and state.url else None
     cols = st.columns(4)

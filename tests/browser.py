@@ -220,9 +220,13 @@ def fill_login(page, name: str, password: str):
 def go_to(page, link: str, title: str | None = None):
     """Follow a link of the sidebar's navigation and wait for the page's title (`link` unless
     the page is titled otherwise)."""
-    page.get_by_role("navigation", name="App pages").get_by_role(
-        "link", name=link, exact=True
-    ).click()
+    nav = page.get_by_role("navigation", name="App pages")
+    more = page.get_by_test_id("stSidebarNavViewButton").filter(has_text=re.compile(r"more$"))
+    target = nav.get_by_role("link", name=link, exact=True)
+    expect(nav.get_by_role("link").first).to_be_visible()
+    if not target.is_visible() and more.is_visible():  # a long list is folded
+        more.click()
+    target.click()
     heading = page.get_by_role("heading", name=title or link, exact=True, level=1)
     expect(heading).to_be_visible()
 

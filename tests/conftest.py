@@ -99,3 +99,18 @@ def signed_in_app(name: str, role: str, page: str | None = None):
     at.session_state["login_cookie"] = start_session(con, name)
     at.run()
     return at.switch_page(page).run() if page else at
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, for the journey tests (tests/browser.py); skipped
+    when either is missing."""
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

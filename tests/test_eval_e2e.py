@@ -16,6 +16,7 @@ MAX_NEW_TOKENS = 40  # the short bills' reference summaries: median 30 words
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_quick_fine_tune_beats_the_base_model_on_held_out_bills(home, congress_train):
     from engine.models.embedded import default_model_dir
     from engine.models.generation import GenerationSettings

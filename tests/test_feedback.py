@@ -554,3 +554,24 @@ def test_review_and_label_pages_show_why_a_document_comes_first(sign_in):
     shown = at.dataframe[0].value
     assert shown["document_id"].iloc[0] == docs[2] and shown["reason"].iloc[0].startswith("unsure")
     assert not [t for t in at.toggle if t.key == "label_order"]  # reviewers cannot switch it
+
+
+def test_the_report_and_the_model_history_carry_the_review_effort(con):
+    from engine.evaluation.comparison import compare_runs
+    from engine.evaluation.report import comparison_html
+    from tests.test_evaluation import planted_store
+
+    planted_store(con)  # evaluations of base, worse and better on one test split
+    reg_store.register_model(con, "base", "base", "/m/base")
+    reg_store.register_model(con, "better", "lora", "/m/better", base_id="base", run_id="t")
+    for model_id, kept in (("base", "a b c x"), ("better", "a b c d")):
+        (draft,) = add_drafts(con, model_id, ["a b c d"])
+        save_review(con, draft, "ann", kept, opened_at=time.time() - 5)
+    table = savings.savings_table(con, ["base", "better"])
+    html = comparison_html(compare_runs(con, "eval-base", "eval-better"), savings=table)
+    effort = html.split("<h2>Review effort</h2>")[1].split("<h2>")[0]
+    assert "better" in effort and "+1.00 [+1.00, +1.00]" in effort  # kept unchanged vs base
+    history = savings.model_history(con).set_index("model")
+    assert history.loc["better", "base"] == "base"
+    assert history.loc["better", "share accepted unchanged"] == 1.0
+    assert history.loc["base", "median edit distance"] == 0.25

@@ -12,15 +12,12 @@ Skipped when Chromium (/usr/bin/chromium) or Playwright is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pandas as pd
 import pytest
 
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RERUN_MS,
     App,
     add_users,
@@ -40,17 +37,6 @@ pytestmark = pytest.mark.e2e
 ADMIN, REVIEWER = "ada", "rita"
 OPEN_ID = "Open example id (0: the row selected above, else the first)"
 JOB_MS = 420_000  # a training run, then two evaluations, on 2 busy cores
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def examples_table(con) -> pd.DataFrame:

@@ -432,9 +432,12 @@ def test_https_with_a_self_signed_certificate(served, tmp_path):
         with pytest.raises(ssl.SSLError):  # a client that does not trust it refuses it
             call(url, "GET", "/healthz", context=ssl.create_default_context())
         assert runs.check_health(status["url"])["status"] == "ok"
+        shutil.rmtree(folder)  # a server whose folder is gone stops by itself
+        assert proc.wait(timeout=60) == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
     with pytest.raises(ValueError, match="in the clear"):
         serve(folder, host="0.0.0.0", port=0)
 

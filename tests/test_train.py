@@ -274,6 +274,7 @@ def test_a_crashing_worker_leaves_failed_with_its_reason(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_default_model_learns_bills_in_a_few_steps(home, congress_train):
     from engine.training.worker import train
 

@@ -10,7 +10,7 @@ second): a revoked key stops working at once; a new model.json (a promotion) loa
 model in the background while the old one keeps answering, then swaps; requests already
 running finish on the model they started with. Port 0 picks a free port (status.json says
 which). Serving beyond the loopback interface needs a certificate: keys must not cross a
-network in the clear.
+network in the clear. A server whose serve folder is deleted stops by itself.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class Server:
         self._log_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
+        self.shutdown = lambda: None  # ends the HTTP server (set by `serve`)
 
     # --- keys and logs, called by the API --------------------------------------------------
     def find_key(self, token: str) -> dict | None:
@@ -176,6 +177,10 @@ class Server:
 
     def watch(self):
         while not self._stop.wait(WATCH_EVERY_S):
+            if not self.folder.is_dir():  # its data folder was deleted: nothing to serve
+                log.warning("%s is gone: stopping", self.folder)
+                self.shutdown()
+                return
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a bad file must not stop the watching
@@ -261,11 +266,16 @@ def serve(folder, host="127.0.0.1", port=8000, ssl_certfile=None, ssl_keyfile=No
     )
     server.write_status("ready")
     print(f"Serving {server.model.model_id} at {server.url}/v1 (Ctrl+C stops).", flush=True)
+    http = uvicorn.Server(config)
+    server.shutdown = lambda: setattr(http, "should_exit", True)  # graceful, as on SIGTERM
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        http.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl+C: uvicorn raises it again once it has shut down
+        pass
     finally:
         server.stop()
-        server.write_status("stopped")
+        if folder.is_dir():
+            server.write_status("stopped")
     return 0
 
 

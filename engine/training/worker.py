@@ -56,16 +56,22 @@ from engine.training.config import (
 from engine.training.data import fit_examples, read_records, rouge_set, sample
 
 
-def load_base(config: TrainConfig):
-    """(model, tokenizer) of the base model, with a message that says what to fix."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def base_reference(config: TrainConfig) -> str:
+    """The base model's folder or Hub id; a ValueError when a named folder does not exist."""
     from engine.models.generation import resolve_model
 
     ref = resolve_model(config.base_model)
     if ref.startswith(("/", ".", "~")) and not Path(ref).expanduser().exists():
         raise ValueError(f"The base model folder {ref} does not exist: pick another base model.")
+    return ref
+
+
+def load_base(config: TrainConfig):
+    """(model, tokenizer) of the base model, with a message that says what to fix."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ref = base_reference(config)
     # LoRA leaves the base frozen, so it can sit in bf16; full fine-tuning keeps fp32 weights.
     dtype = torch.bfloat16 if use_bf16(config) and config.method == "lora" else torch.float32
     try:
@@ -157,6 +163,7 @@ def run_training(run_dir: str | Path) -> str:
         raise ValueError(warnings[0])
     from engine.training.memory import memory_check
 
+    base_reference(config)  # a missing folder says so, before anything reads its config
     too_big = memory_check(config)  # refuse before loading a model that cannot fit
     if too_big:
         raise ValueError(too_big)

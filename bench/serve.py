@@ -146,6 +146,37 @@ def naive_loop(model_dir: str, prompts: list[str], max_tokens: int):
     return time.perf_counter() - start, latencies, tokens
 
 
+def plain_batches(model_dir: str, prompts: list[str], max_tokens: int, size: int):
+    """The same requests `size` at a time, one left-padded model.generate per batch, in this
+    process: what batching alone can gain on this machine, with no server around it. Latency
+    is each batch's wall time (every row waits for the batch)."""
+    import torch
+
+    from engine.models.generation import GenerationSettings, generation_kwargs, load_model
+
+    model, tokenizer = load_model(model_dir)
+    tokenizer.padding_side = "left"
+    kwargs = generation_kwargs(model, tokenizer, GenerationSettings(max_new_tokens=max_tokens))
+    stops = set(kwargs["eos_token_id"])
+    latencies, tokens = [], []
+    start = time.perf_counter()
+    for i in range(0, len(prompts), size):
+        began = time.perf_counter()
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts[i : i + size]
+        ]
+        batch = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**batch, **kwargs)
+        for new in out[:, batch["input_ids"].shape[1] :].tolist():
+            tokens.append(next((k for k, t in enumerate(new) if t in stops), len(new)))
+        latencies += [time.perf_counter() - began] * len(texts)
+    return time.perf_counter() - start, latencies, tokens
+
+
 def row(mode, seconds, latencies, tokens, baseline):
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else latencies[0]
@@ -166,6 +197,10 @@ def main(argv=None) -> int:
     parser.add_argument("--words", type=int, default=80, help="words of each document sent")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--memory-requests", type=int, default=1000)
+    parser.add_argument(
+        "--plain-batches", action="store_true",
+        help="also time plain model.generate on batches of 8 and 32: the ceiling of batching",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     from generate import load, machine
@@ -188,6 +223,14 @@ def main(argv=None) -> int:
     naive = naive_loop(model_dir, prompts[: args.naive_requests], args.max_tokens)
     baseline = len(naive[1]) / naive[0]
     row("naive loop (1 at once)", *naive, baseline)
+    for size in (8, 32) if args.plain_batches else ():
+        n = max(size, args.naive_requests // size * size)
+        chosen = [prompts[i % len(prompts)] for i in range(n)]
+        row(
+            f"plain generate, {size}/call",
+            *plain_batches(model_dir, chosen, args.max_tokens, size),
+            baseline,
+        )
 
     key = "tl-" + secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory() as tmp:

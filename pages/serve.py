@@ -20,6 +20,8 @@ st.caption(
     "An OpenAI-compatible API for the production model: any OpenAI client talks to it with "
     "an API key. Promoting a model swaps the running server to it within seconds."
 )
+if flash := st.session_state.pop("serve_flash", None):
+    st.toast(flash)
 
 
 @st.fragment(run_every=3)
@@ -81,7 +83,8 @@ if not runs.server_state().running:
         if st.form_submit_button("Start", type="primary"):
             try:
                 runs.start_server(con, user, host, int(port), cert or None, key_file or None)
-                st.toast("Server starting: the model loads in a few seconds.")
+                st.session_state["serve_flash"] = "Server starting: the model loads in seconds."
+                st.rerun()  # drawn again: the state above, without the start form
             except ValueError as e:
                 st.error(str(e))
 

@@ -50,7 +50,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(folder: Path, model_dir: str, key: str, max_tokens: int):
+def start_server(folder: Path, model_dir: str, key: str, max_tokens: int, wait_ms=None):
     from engine.serving.folder import Limits, hash_key, write_json
 
     write_json(folder / "model.json", {"model_id": "bench", "path": model_dir, "adapter": None})
@@ -60,6 +60,8 @@ def start_server(folder: Path, model_dir: str, key: str, max_tokens: int):
         max_tokens=max_tokens, default_max_tokens=max_tokens, requests_per_minute=1_000_000,
         max_queue=4096,
     )  # fmt: skip
+    if wait_ms is not None:
+        limits.batch_wait_ms = wait_ms
     write_json(folder / "limits.json", limits.to_dict())
     log = open(folder / "server.log", "ab")
     proc = subprocess.Popen(
@@ -197,6 +199,7 @@ def main(argv=None) -> int:
     parser.add_argument("--words", type=int, default=80, help="words of each document sent")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--memory-requests", type=int, default=1000)
+    parser.add_argument("--batch-wait-ms", type=float, help="the server's (default: its own)")
     parser.add_argument(
         "--plain-batches", action="store_true",
         help="also time plain model.generate on batches of 8 and 32: the ceiling of batching",
@@ -234,7 +237,7 @@ def main(argv=None) -> int:
 
     key = "tl-" + secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp), model_dir, key, args.max_tokens)
+        proc, url = start_server(Path(tmp), model_dir, key, args.max_tokens, args.batch_wait_ms)
         try:
             run_clients(url, key, prompts[:4], 4, 4)  # warm-up
             for clients in [int(c) for c in args.clients.split(",")]:

@@ -38,6 +38,7 @@ from engine.models.generation import (
 from engine.models.prompts import DEFAULT_INSTRUCTION
 
 log = logging.getLogger(__name__)
+GAP_MS = 10.0  # a batch leaves once no request has arrived for this long
 GREEDY_BELOW = 1e-5  # a temperature this small means greedy (dividing by it overflows)
 
 
@@ -200,8 +201,12 @@ class Batcher:
         return len(self._pending)
 
     def next_batch(self) -> list[Job]:
-        """Wait for work, give late-comers batch_wait_ms to join, then take the oldest job and
-        every compatible job behind it (up to max_batch_size)."""
+        """Wait for work and for late-comers, then take the oldest job and every compatible job
+        behind it (up to max_batch_size). Late-comers may join while they keep arriving: the
+        batch leaves once GAP_MS pass without a new request, or batch_wait_ms after its first,
+        or when it is full. Clients answered together come back a few milliseconds apart; a
+        batch that leaves without some of them makes those wait for a whole batch (a fixed
+        5 ms window gave 8 clients 2.0x the naive loop, this 3.1x: bench/serve.py)."""
         with self._cond:
             while True:
                 while not self._pending:
@@ -209,7 +214,8 @@ class Batcher:
                 limits = self._limits()
                 deadline = self._pending[0].submitted + limits.batch_wait_ms / 1000
                 while len(self._pending) < limits.max_batch_size:
-                    left = deadline - time.monotonic()
+                    quiet = self._pending[-1].submitted + min(GAP_MS, limits.batch_wait_ms) / 1000
+                    left = min(deadline, quiet) - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)

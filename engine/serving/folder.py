@@ -44,7 +44,7 @@ class Limits:
     default_max_tokens: int = 256  # new tokens when a request does not say
     requests_per_minute: int = 60  # per key, unless the key has its own limit
     max_batch_size: int = 32  # requests generated together (32 drafts 3.3x faster on 2 cores)
-    batch_wait_ms: float = 5.0  # how long a new batch waits for more requests to join it
+    batch_wait_ms: float = 50.0  # the longest a new batch waits for more requests to join it
     max_queue: int = 256  # requests waiting for the model; past this new ones get 503
 
     def __post_init__(self):

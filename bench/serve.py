@@ -3,6 +3,7 @@ side by side with a naive loop that generates the same requests one at a time; a
 server's memory (RSS) before and after 1,000 requests.
 
     python bench/serve.py [--requests 64] [--max-tokens 32] [--words 80] [--memory-requests 1000]
+                          [--plain-batches] [--batch-wait-ms MS] [--clients 1,8,32]
 
 Uses the real default model (SmolLM2-135M-Instruct, fp32 on CPU), greedy chat completions
 ("Summarize: <the first --words words of a bill>" from ../shared/data/congress119/demo_200.jsonl,
@@ -10,8 +11,10 @@ or the packaged sample set when that is absent). The server is the real one
 (`python -m engine serve-worker`, its own process, a temporary serve folder and key); the
 clients are threads with keep-alive HTTP connections (http.client, light on the CPU they share
 with the server). The naive loop runs in this process, with the server stopped: one
-`model.generate` per request, the same prompts and settings. Prints requests/s, p50/p95
-latency and generated tokens/s per mode, and the server's RSS. Results:
+`model.generate` per request, the same prompts and settings; every mode cycles over the
+naive loop's --naive-requests prompts, so their rates compare. --plain-batches adds plain
+`model.generate` on batches of 8 and 32 of them: what batching alone gains on this machine.
+Prints requests/s, p50/p95 latency and generated tokens/s per mode, and the server's RSS. Results:
 bench/results/serve-cpu.txt.
 """
 
@@ -212,7 +215,9 @@ def main(argv=None) -> int:
 
     model_dir = str(default_model_dir(progress=print))
     docs = documents(args.words)
-    prompts = [f"Summarize this document.\n\n{d}" for d in docs]
+    # Every mode cycles over the same prompts (the naive loop's), so their rates compare.
+    every = [f"Summarize this document.\n\n{d}" for d in docs]
+    prompts = every[: args.naive_requests]
     print(f"machine: {machine()}")
     print(
         f"model: {DEFAULT_MODEL} (fp32 on CPU), greedy chat completions, max_tokens "
@@ -246,7 +251,7 @@ def main(argv=None) -> int:
                 result = run_clients(url, key, chosen, clients, args.max_tokens)
                 row(f"server, {clients} clients", *result, baseline)
             before = rss_mb(proc.pid)
-            many = [prompts[i % len(prompts)] for i in range(args.memory_requests)]
+            many = [every[i % len(every)] for i in range(args.memory_requests)]
             seconds, latencies, _ = run_clients(url, key, many, 8, 4)
             after = rss_mb(proc.pid)
             print(

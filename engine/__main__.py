@@ -26,6 +26,7 @@ python -m engine keys create|list|revoke [NAME]     (the API server's keys)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from engine.data import cli as data_cli
@@ -141,6 +142,7 @@ WORKERS = {  # background workers: they never open the database
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(0o077)  # what the engine writes in the data folder is for its owner only
     if argv and argv[0] in WORKERS:
         import importlib
 

@@ -51,6 +51,8 @@ ACTIONS = {
     "user_delete": "deleted an account",
     "user_password": "reset an account's password",
     "user_logout": "logged an account out everywhere",
+    "cancel_run": "cancelled a background job (drafting, training, evaluation)",
+    "resume_run": "resumed a cancelled or failed background job",
 }
 
 

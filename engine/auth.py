@@ -13,15 +13,18 @@ the browser's cookie, and only its SHA-256 in the `sessions` table, so revoking 
 everywhere. Sessions end after TUNELOOP_SESSION_IDLE_HOURS without use (default 12) and
 TUNELOOP_SESSION_DAYS after login whatever the activity (default 7).
 
-Logins are throttled per user name and per client: after 5 failures in a row (20 for a client,
-which may be many people behind one address) each further try waits 2, 4, 8 … seconds after
-the last failure, up to 15 minutes. Unknown names cost the same bcrypt check as known ones.
+Logins are throttled per user name and per client: after 5 failures in a row (20 for a client)
+each try waits 2, 4, 8 … s after the last failure, up to 15 min; unknown names cost the same
+bcrypt check. Loopback clients have no client bucket (every local browser shares the address),
+and a browser the user logged in from before (a signed "known device" cookie, `device_token`)
+is not held by the user's backoff, so a stranger's guesses cannot lock the owner out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -70,12 +73,12 @@ DUMMY_HASH = b"$2b$12$KC6khGdH1iMky/zTllZGKOO.pEyCW.gOUG09pnHDtKpB7FMpDXydG"
 FREE_FAILURES = {"username": 5, "client": 20}  # failures in a row before the backoff starts
 MAX_BACKOFF = 15 * 60  # seconds
 FORGET_AFTER = 24 * 3600  # failures older than this no longer count
-_SALT = "tuneloop-session"
+_SALT, _DEVICE_SALT = "tuneloop-session", "tuneloop-device"
+DEVICE_DAYS = 180  # how long a browser stays a known device of its user
 
 
 class AuthProblem(ValueError):
-    """A message for people: why an account could not be created or changed, or a login
-    failed."""
+    """A message for people: why an account could not be created or changed, or login failed."""
 
 
 class PermissionDenied(ValueError):
@@ -188,11 +191,21 @@ def finish_setup(con, folder: Path):
 # --- logins ------------------------------------------------------------------------------------
 
 
-def login_wait(con, name: str, client: str, now: float | None = None) -> float:
-    """Seconds until this user name and client may try again (0: now)."""
+def _loopback(client: str) -> bool:
+    try:
+        return client == "local" or ipaddress.ip_address(client.removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
+
+
+def login_wait(con, name: str, client: str, now=None, known_device: bool = False) -> float:
+    """Seconds until this user name and client may try again (0: now). A loopback client has
+    no client bucket, and a known device of the user no user bucket (see the docstring)."""
     now = time.time() if now is None else now
     wait = 0.0
-    for column, value in (("username", name), ("client", client)):
+    buckets = [] if known_device else [("username", name)]
+    buckets += [] if _loopback(client) else [("client", client)]
+    for column, value in buckets:
         failures, last = sessions_store.recent_failures(con, column, value, now - FORGET_AFTER)
         free = FREE_FAILURES[column]
         if failures >= free:
@@ -201,13 +214,15 @@ def login_wait(con, name: str, client: str, now: float | None = None) -> float:
     return wait
 
 
-def check_login(con, name: str, password: str, client: str = "local", now=None) -> dict | None:
+def check_login(
+    con, name: str, password: str, client: str = "local", known_device=False, now=None
+) -> dict | None:
     """The user (name, role) if the password matches, else None. Raises TooManyAttempts while
     the backoff runs, and AuthProblem for a disabled account (told only with the right
-    password)."""
+    password). `known_device`: this browser holds the user's `device_token`."""
     now = time.time() if now is None else now
     name = name or ""
-    wait = login_wait(con, name, client, now)
+    wait = login_wait(con, name, client, now, known_device)
     if wait > 0:
         sessions_store.add_attempt(con, now, name, client, ok=False, refused=True)
         raise TooManyAttempts(wait)
@@ -278,6 +293,24 @@ def session_user(con, cookie: str | None, now: float | None = None) -> dict | No
     if now - row["last_seen"] > 60:  # one write a minute per session is enough
         sessions_store.touch_session(con, row["token_hash"], now)
     return {"name": user["name"], "role": user["role"]}
+
+
+def device_token(con, name: str) -> str:
+    """A signed mark, kept by a browser the user logged in from (see the docstring)."""
+    return _serializer(con).dumps(name, salt=_DEVICE_SALT)
+
+
+def known_device(con, cookie: str | None, name: str) -> bool:
+    """Whether `cookie` is a device token of `name` that is not too old."""
+    from itsdangerous import BadSignature
+
+    if not cookie or not name:
+        return False
+    try:
+        signed = _serializer(con).loads(cookie, salt=_DEVICE_SALT, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:
+        return False
+    return hmac.compare_digest(str(signed), name)
 
 
 def end_session(con, cookie: str | None):

@@ -29,6 +29,24 @@ def _step(step, page, done, counts, to_do, when_done, action=None) -> dict:
     )
 
 
+def _import_pending(con) -> tuple[str | None, int]:
+    """(source, n) of the newest import's pending examples; the sample set's own pending ones
+    are flagged on purpose, for Curate to find, and are no import of yours."""
+    source, n = overview_store.latest_import_pending(con)
+    return (None, 0) if source is None or source.startswith("sample:") else (source, n)
+
+
+def pending_import(con) -> str | None:
+    """What Home says first after an import whose examples wait for a decision, else None."""
+    source, n = _import_pending(con)
+    if not n:
+        return None
+    return (
+        f"Your import {source} added {n:,} examples that are still pending: training leaves "
+        "them out until they are accepted. Review or accept them on Curate."
+    )
+
+
 def loop_status(con) -> list[dict]:
     """The checklist, in loop order: step, page (the script to link to), done, counts (one
     line), next (one line: the next action), action (what the step needs, engine.auth.can:
@@ -40,6 +58,7 @@ def loop_status(con) -> list[dict]:
     undecided = overview_store.count_undecided_clusters(con)
     statuses = examples_store.counts_by(con, "status")
     sides = splits_store.accepted_counts(con)
+    import_source, import_pending = _import_pending(con)
     to_label = overview_store.count_documents_to_label(con)
     n_drafts, reviewed = labelling_store.count_drafts(con)
     waiting = n_drafts - reviewed
@@ -63,6 +82,13 @@ def loop_status(con) -> list[dict]:
         "A run is under way: follow it on Train."
         if busy
         else "Start the first fine-tune: Retrain with the latest accepted data."
+    )
+    curate_to_do = (
+        f"Your import {import_source} left {import_pending:,} examples pending: training "
+        "uses accepted examples only, so review them on Curate (filter: pending) or accept "
+        "them in bulk there."
+        if import_pending
+        else f"Accept, edit or reject {sides['not_accepted']:,} examples that have a summary."
     )
     by_status = ", ".join(f"{n:,} {s}" for s, n in zip(statuses["status"], statuses["n"]))
     return [
@@ -99,7 +125,7 @@ def loop_status(con) -> list[dict]:
             "pages/curate.py",
             not sides["not_accepted"] and sum(statuses["n"]),
             by_status or "no examples",
-            f"Accept, edit or reject {sides['not_accepted']:,} examples that have a summary.",
+            curate_to_do,
             "Every example with a summary is decided.",
         ),
         _step(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import time
 import unicodedata
 from pathlib import Path
@@ -17,8 +18,38 @@ from pathlib import Path
 
 def data_dir() -> Path:
     path = Path(os.environ.get("TUNELOOP_HOME", "~/.tuneloop")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def secure_data_dir(path: Path) -> list[str]:
+    """Make the data folder private to its owner: no access for group or others (it holds documents,
+    chats, password hashes and the cookie-signing secret). Returns one notice per kind of fix
+    made, for the console and the admins' sidebar; nothing when all was already private.
+    Entries owned by someone else, and symlinks, are left alone."""
+    fixed = {"folders": 0, "files": 0}
+    uid = os.getuid()
+    for root, dirs, files in os.walk(path):
+        for name, kind in [(root, "folders")] + [(os.path.join(root, f), "files") for f in files]:
+            try:
+                info = os.lstat(name)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode) or info.st_uid != uid:
+                continue
+            if stat.S_IMODE(info.st_mode) & 0o077:
+                try:
+                    os.chmod(name, stat.S_IMODE(info.st_mode) & ~0o077)
+                except OSError:
+                    continue
+                fixed[kind] += 1
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    return [
+        f"Made {n:,} {kind} in the data folder private to their owner (they were readable by "
+        "other users of this machine)."
+        for kind, n in fixed.items()
+        if n
+    ]
 
 
 def db_path() -> Path:

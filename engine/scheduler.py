@@ -40,6 +40,26 @@ def _ingest(kind: str):
     return None
 
 
+def _prepare(con):
+    """Write the inputs of queued runs that were started without them (slow work kept off a
+    page's click: ranking the documents to draft); a run that cannot be prepared fails."""
+    from engine.labelling.runs import prepare_drafting
+
+    for run in runs_store.list_runs(con, states=("queued",)).iloc[::-1].to_dict("records"):
+        if runqueue.is_ready(run) or run["kind"] != "draft":
+            continue
+        try:
+            prepare_drafting(con, run)
+        except Exception as e:  # noqa: BLE001 - this run fails with why; the others go on
+            if not isinstance(e, ValueError):  # e.g. every document was drafted meanwhile
+                log.exception("could not prepare run %s", run["id"])
+            reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            runfolder.RunWriter(run["run_dir"]).set_status("failed", reason)
+            runs_store.set_state(con, run["id"], "failed", reason)
+            continue  # still unprepared: a Resume prepares it again
+        runqueue.mark_ready(run)
+
+
 def _after(con, kind: str, run_id: str, state: str):
     """What a finished run sets in motion."""
     if kind == "train" and state == "succeeded":
@@ -59,13 +79,21 @@ def tick(con) -> list[dict]:
     with _tick_lock:
         live = runs_store.list_runs(con, states=("running",))
         for run_id, kind in live[["id", "kind"]].values:
-            state = runqueue.refresh_run(con, run_id, _ingest(kind))
+            try:
+                state = runqueue.refresh_run(con, run_id, _ingest(kind))
+            except Exception:  # noqa: BLE001 - one damaged run must not stop the others
+                log.exception("could not refresh run %s", run_id)
+                continue
             if state.state in runfolder.FINAL:
                 _after(con, kind, run_id, state.state)
                 finished.append(
                     {"id": run_id, "kind": kind, "state": state.state, "reason": state.reason}
                 )
+        _prepare(con)
         runqueue.pump(con)
+        from engine.training.runs import drop_unstarted_datasets
+
+        drop_unstarted_datasets(con)  # a retrain cancelled while queued leaves no version
         ingest_requests(con)  # the API server's request log: one stat when idle
         from engine.labelling.feedback import sample_in_background
 

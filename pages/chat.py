@@ -1,24 +1,31 @@
 """Chat: talk to any registered model, or ask it to summarize a document from the store, pasted
 or uploaded. Tokens stream as they are generated; history is kept per user in the store.
 Reviewers chat with the production model only, always sampled, settings hidden
-(engine.labelling.preference.chat_settings: blind A/B stays blind). Messages show as text; answers
-as
-Markdown without images. Every answer takes 👍/👎 and "Correct this" (edited in place), and a
-summary of a document "Save as example": they go to the feedback queue on the Review page
-(engine/labelling/feedback.py)."""
+(engine.labelling.preference.chat_settings: blind A/B stays blind). Admins summarize with the
+settings of the model's own evaluation (shown, and changeable, under "Generation settings").
+A document to summarize is measured in bytes, then characters, against the models' bounds
+(engine/models/bounds.py) before it is tokenized, and the upload widget takes no more than those
+bounds allow. Messages show as text; answers as Markdown without images. Every answer takes 👍/👎
+and "Correct this" (edited in place), and a summary of a document "Save as example": they go to
+the feedback queue on the Review page (engine/labelling/feedback.py)."""
 
+import json
 import uuid
+from dataclasses import fields
 
 import pandas as pd
 import streamlit as st
 
 from engine.auth import can
+from engine.evaluation.runs import EVAL_SETTINGS
 from engine.labelling.feedback import document_of, record_chat_feedback
 from engine.labelling.preference import chat_settings
-from engine.models.generation import stream_chat
+from engine.models.bounds import folder_bounds, model_bounds
+from engine.models.generation import GenerationSettings, stream_chat
 from engine.models.prompts import build_messages
 from engine.models.registry import current_prompt, ensure_default_model, production_model, resolve
 from store import chat as chat_store
+from store import evals as evals_store
 from store import examples as examples_store
 from store import feedback as fb_store
 from store import registry as reg_store
@@ -44,6 +51,25 @@ def chat_label(conversation: str) -> str:
     return f"{started:%d %b %H:%M} · {first}"
 
 
+def evaluation_settings(model_id: str) -> GenerationSettings:
+    """The settings of `model_id`'s latest succeeded evaluation (EVAL_SETTINGS when it has
+    none), so that Chat's summary of a document is the one Compare scored."""
+    evals = evals_store.list_evaluations(con)
+    done = evals[(evals["model_id"] == model_id) & (evals["state"] == "succeeded")]
+    if done.empty:
+        return EVAL_SETTINGS
+    stored = json.loads(done["generation"].iloc[0])
+    return GenerationSettings(
+        **{f.name: stored[f.name] for f in fields(GenerationSettings) if f.name in stored}
+    )
+
+
+@st.cache_data(show_spinner=False)
+def bounds_of(path: str, adapter: str | None):
+    """The model's input bounds: from its folder's files, else from the loaded model."""
+    return folder_bounds(path) or model_bounds(*load_model_cached(path, adapter))
+
+
 if "chat_conversation" not in st.session_state:
     st.session_state["chat_conversation"] = uuid.uuid4().hex[:8]
 with st.sidebar:
@@ -61,17 +87,25 @@ if can(st.session_state["user"], "compare"):  # admins: any model, side by side,
         model_a = model_ui(con, "Model", "chat_model")
     others = [m for m in reg_store.list_models(con)["id"] if m != model_a]
     model_b = c[1].selectbox("Side by side with (optional)", ["—", *others], key="chat_model_b")
-    settings = generation_ui("chat")
+    settings = generation_ui("chat", evaluation_settings(model_a))
 else:  # reviewers: the production model, sampled (see the docstring)
     with st.spinner("Preparing the embedded default model (converted once, ~20 s)…"):
         ensure_default_model(con, progress=lambda msg: None)
     model_a, model_b, settings = production_model(con), "—", None
     c[0].caption(f"Model: {model_a} (the production model)")
 
+models = [model_a] + ([model_b] if model_b != "—" else [])
+refs = [resolve(con, m) for m in models]
+bounds = min((bounds_of(r.path, r.adapter) for r in refs), key=lambda b: b.max_chars)
 with st.expander("Summarize a document"):
     example_id = st.number_input("Example id from the store", 0, key="chat_example")
-    pasted = st.text_area("…or paste a document", key="chat_paste")
-    upload = st.file_uploader("…or upload a .txt file", type=["txt", "md"], key="chat_upload")
+    pasted = st.text_area("…or paste a document", key="chat_paste", max_chars=bounds.max_chars)
+    upload = st.file_uploader(
+        "…or upload a .txt file",
+        type=["txt", "md"],
+        key="chat_upload",
+        max_upload_size=bounds.max_upload_mb,  # the browser's check; the size is checked below
+    )
     summarize = st.button("Summarize", key="chat_summarize")
 
 if flash := st.session_state.pop("chat_flash", None):
@@ -158,16 +192,35 @@ st.caption(
 
 prompt = st.chat_input("Message the model", key="chat_input")
 messages = None
-if summarize:
+
+
+def document_to_summarize() -> str:
+    """The stored, pasted or uploaded document, measured before it is read or tokenized:
+    ValueError when it cannot fit the models' context (a client may skip the widget's cap)."""
     row = examples_store.get_example(con, int(example_id)) if example_id else None
-    document = (
-        (row["clean_text"] if row else None)
-        or pasted
-        or (upload.getvalue().decode("utf-8", "replace") if upload else "")
-    )
-    if not document.strip():
-        st.error("Give an example id, paste a document or upload a file to summarize.")
+    if row and row["clean_text"]:
+        document = row["clean_text"]
+    elif pasted:
+        document = pasted
+    elif upload:
+        bounds.check_bytes(upload.size)
+        document = upload.getvalue().decode("utf-8", "replace")
     else:
+        return ""
+    bounds.check_chars(len(document))
+    return document
+
+
+if summarize:
+    try:
+        document = document_to_summarize()
+    except ValueError as e:
+        st.error(str(e))
+        document = ""
+    else:
+        if not document.strip():
+            st.error("Give an example id, paste a document or upload a file to summarize.")
+    if document.strip():
         _, instruction = current_prompt(con)
         messages = build_messages(document, instruction)
 elif prompt:
@@ -179,14 +232,12 @@ elif prompt:
     messages.append({"role": "user", "content": prompt})
 
 if messages:
-    models = [model_a] + ([model_b] if model_b != "—" else [])
     settings = chat_settings(con, st.session_state["user"], models, settings)
     chat_store.add_message(con, user, conversation, "user", messages[-1]["content"])
     with st.chat_message("user"):
         st.text(messages[-1]["content"])
     answered = True
-    for model_id in models:
-        ref = resolve(con, model_id)
+    for model_id, ref in zip(models, refs):
         model, tokenizer = load_model_cached(ref.path, ref.adapter)
         with st.chat_message("assistant"):
             st.caption(model_id)

@@ -6,7 +6,8 @@ last one's values over. A save carries the version the editor opened and is refu
 both texts, when someone saved in between. Every change is in the example's history with a
 Revert; bulk actions (admins only) ask for confirmation and can be undone. Actions run first,
 then the page is drawn again (st.rerun) so it shows what they stored. Titles, summaries, tags and
-sources show as text, never as Markdown.
+sources show as text, never as Markdown. The editor shows the example chosen last: a ticked
+table row, or a typed id (each clears the other).
 """
 
 import hashlib
@@ -261,18 +262,33 @@ total = ex.count_examples(con, f)
 pages = max(1, -(-total // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages:,}; {total:,} examples)", 1, pages, 1, key="curate_page")
 rows = ex.page_examples(con, f, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+
+
+# Which example the editor shows: the last choice wins. Ticking a row clears a typed id;
+# typing an id clears the ticked row (the table's key changes, which drops its selection).
+def row_ticked():
+    st.session_state["curate_open"] = 0
+
+
+def id_typed():
+    st.session_state["curate_table_n"] = st.session_state.get("curate_table_n", 0) + 1
+
+
 picked = st.dataframe(
     rows.drop(columns=["document_id"]),
     hide_index=True,
-    on_select="rerun",
+    on_select=row_ticked,
     selection_mode="single-row",
-    key="curate_table",
+    key=f"curate_table_{st.session_state.get('curate_table_n', 0)}",
 )
 if can(user, "bulk_edit"):  # the engine refuses bulk actions to reviewers too
     bulk_ui(f, total)
 chosen = picked.selection.rows if picked else []
 jump = st.number_input(
-    "Open example id (0: the row selected above, else the first)", 0, key="curate_open"
+    "Open example id (0: the row ticked above, else the first)",
+    0,
+    key="curate_open",
+    on_change=id_typed,
 )
 if jump:
     editor_ui(int(jump))

@@ -4,8 +4,10 @@ the store, done or to do, the next action and a link to its page."""
 import streamlit as st
 
 from engine.auth import can
-from engine.overview import loop_status
+from engine.overview import loop_status, pending_import
+from store import runs as runs_store
 from ui.common import db, require_login
+from ui.jobs import POLL_EVERY_S, job_ui
 
 require_login()
 con = db()
@@ -25,8 +27,7 @@ st.markdown(
     "Turn a pile of documents into a fine-tuned summarization model you can trust: curate the "
     "data, label what has no summary, train, compare with the model you started from, ship."
 )
-steps = loop_status(con)
-trained = next(s for s in steps if s["step"] == "Train")["done"]
+trained = next(s for s in loop_status(con) if s["step"] == "Train")["done"]
 with st.expander("The sample set this install starts with", expanded=not trained):
     st.markdown(
         "**44 fictional personal-injury cases** (complaints, case summaries, settlement memos, "
@@ -41,25 +42,44 @@ with st.expander("The sample set this install starts with", expanded=not trained
         "On first start it was imported, cleaned and deduplicated, and the examples with a "
         "summary and no quality flag were accepted and split; the duplicates are left for you "
         "to resolve. Every person, court and amount is invented (Apache-2.0; details in "
-        "`engine/samples/README.md`). Import your own documents on the Data page at any time."
+        "`engine/data/sample_set/README.md`). Import your own documents on the Data page at "
+        "any time."
     )
 
-allowed = [s for s in steps if s["action"] is None or can(user, s["action"])]
-upcoming = next((s for s in allowed if not s["done"]), None)
-if upcoming:
-    st.info(f"**Next: {upcoming['step']}.** {upcoming['next']}", icon="👉")
-else:
-    st.success("Every step of the loop is done. Import more data to go round again.", icon="✅")
 
-st.subheader("The loop")
-for number, step in enumerate(steps, 1):
-    with st.container(border=True):
-        name, detail, link = st.columns([2, 6, 2], vertical_alignment="center")
-        name.markdown(f"{'✅' if step['done'] else '⬜'} **{number}. {step['step']}**")
-        detail.markdown(step["counts"])
-        detail.caption(("Done. " if step["done"] else "To do: ") + step["next"])
-        if step in allowed:
-            title, icon = PAGE_TITLES[step["page"]]
-            link.page_link(step["page"], label=title, icon=icon)
-        else:
-            link.caption("An admin does this step.")
+@st.fragment(run_every=POLL_EVERY_S)
+def loop_ui():
+    """The jobs under way (with Cancel) and the checklist, redrawn while they run, so both
+    change when a job ends."""
+    con = db()
+    active = runs_store.list_runs(con, states=("queued", "running"))
+    if not active.empty:
+        st.subheader("Jobs under way")
+        for run in active.to_dict("records"):
+            job_ui(con, run, "home")
+    steps = loop_status(con)
+    if note := pending_import(con):
+        st.warning(note, icon="📥")
+        st.page_link("pages/curate.py", label="Curate", icon="✍️")
+    allowed = [s for s in steps if s["action"] is None or can(user, s["action"])]
+    upcoming = next((s for s in allowed if not s["done"]), None)
+    if upcoming:
+        st.info(f"**Next: {upcoming['step']}.** {upcoming['next']}", icon="👉")
+    else:
+        st.success("Every step of the loop is done. Import more data to go round again.", icon="✅")
+
+    st.subheader("The loop")
+    for number, step in enumerate(steps, 1):
+        with st.container(border=True):
+            name, detail, link = st.columns([2, 6, 2], vertical_alignment="center")
+            name.markdown(f"{'✅' if step['done'] else '⬜'} **{number}. {step['step']}**")
+            detail.markdown(step["counts"])
+            detail.caption(("Done. " if step["done"] else "To do: ") + step["next"])
+            if step in allowed:
+                title, icon = PAGE_TITLES[step["page"]]
+                link.page_link(step["page"], label=title, icon=icon)
+            else:
+                link.caption("An admin does this step.")
+
+
+loop_ui()

@@ -43,8 +43,7 @@ with st.form("label_start"):
     if st.form_submit_button("Start drafting", type="primary"):
         try:
             settings = draft_settings(con, st.session_state["user"], model_id, settings)
-            with st.spinner("Ranking the documents to draft…"):
-                ordering.refresh_if_stale(con)
+            # Returns at once: the poller ranks and exports the documents, then starts it.
             st.session_state["label_started"] = start_drafting(
                 con,
                 model_id,

@@ -24,6 +24,18 @@ if flash := st.session_state.pop("serve_flash", None):
     st.toast(flash)
 
 
+def traffic_chart(per_minute):
+    """Answered and failed requests per minute, failures in red; the minutes are UTC, as in
+    the table (the store gives both naive UTC times, drawn as they are)."""
+    rows = per_minute.assign(answered=per_minute["requests"] - per_minute["errors"])
+    rows = rows.melt("minute", ["answered", "errors"], var_name="result", value_name="count")
+    color = alt.Color(
+        "result:N", scale=alt.Scale(domain=["answered", "errors"], range=["#4c78a8", "#d62728"])
+    )
+    x = alt.X("minute:T", title="minute (UTC)", axis=alt.Axis(format="%H:%M"))
+    return alt.Chart(rows).mark_bar().encode(x=x, y=alt.Y("count:Q", stack=True), color=color)
+
+
 @st.fragment(run_every=3)
 def server_ui():
     """The server's state and traffic; reads files and the store only."""
@@ -35,7 +47,13 @@ def server_ui():
     cols[0].metric("State", state.state if not health else health["status"])
     cols[1].metric("Model", state.model_id or "—")
     stats = serving_store.request_stats(con, since=time.time() - 3600)
-    cols[2].metric("Requests (last hour)", f"{stats['requests']:,}", f"{stats['errors']} errors")
+    # Errors are bad news: red with a warning sign, never a green "up" delta.
+    errors = stats["errors"]
+    cols[2].metric(
+        "Requests (last hour)", f"{stats['requests']:,}",
+        f"⚠ {errors:,} errors" if errors else "no errors",
+        delta_color="red" if errors else "off", delta_arrow="off",
+    )  # fmt: skip
     if stats["p50_ms"] is None:
         cols[3].metric("Latency p50 / p95", "—")
     else:
@@ -54,10 +72,13 @@ def server_ui():
         st.error(state.error)
     per_minute = serving_store.requests_per_minute(con, since=time.time() - 3600)
     if not per_minute.empty:
-        chart = alt.Chart(per_minute).mark_bar().encode(x="minute:T", y="requests:Q")
-        st.altair_chart(chart, width="stretch")
-    with st.expander("Recent requests"):
-        st.dataframe(serving_store.recent_requests(con, 50), hide_index=True)
+        st.altair_chart(traffic_chart(per_minute), width="stretch")
+    with st.expander("Recent requests (times in UTC)"):
+        st.dataframe(
+            serving_store.recent_requests(con, 50), hide_index=True,
+            column_config={"received": st.column_config.DatetimeColumn(
+                "received (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+        )  # fmt: skip
     if state.running and st.button("Stop the server", key="serve_stop"):
         runs.stop_server(con, user)
         st.rerun()

@@ -2,13 +2,20 @@
 validation curves, the overfitting alarm, log tail and cancel; runs compared side by side."""
 
 import json
+import time
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from engine.jobs import runfolder
-from engine.training.runs import default_config, retrain_latest, run_metrics, start_training
+from engine.training.runs import (
+    default_config,
+    retrain_in_background,
+    retrain_status,
+    run_metrics,
+    start_training,
+)
 from store import runs as runs_store
 from ui.common import db, model_ui, require
 from ui.jobs import POLL_EVERY_S, job_ui
@@ -36,12 +43,42 @@ if notice := st.session_state.pop("train_notice", None):
     for w in notice[1]:
         st.warning(w)
 
+if error := st.session_state.pop("train_error", None):
+    st.error(error)
+
 training_data_ui(con)
+if default_config(con).rouge_last_eval_only:
+    st.caption(
+        "On this machine's settings, validation summaries (ROUGE-L) are written only at the last "
+        "validation, not for the base model or the rounds between: on a CPU each round costs as "
+        "much as a few training steps. The validation loss is still measured every round, and "
+        "the test-split evaluation that follows training scores the summaries with 95% CIs."
+    )
 if st.button("Retrain with the latest accepted data", type="primary", key="train_retrain"):
-    try:
-        queued(*retrain_latest(con, user))
+    try:  # returns at once: the split and freeze run on a thread, shown by preparing_ui
+        retrain_in_background(con, user)
     except ValueError as e:
         st.error(str(e))
+
+
+@st.fragment(run_every=1)
+def preparing_ui():
+    """The one-click retrain while its data is split and frozen; then the run it queued."""
+    state = retrain_status(user, forget_finished=True)
+    if state is None:
+        return
+    if state["thread"].is_alive():
+        seconds = time.time() - state["started"]
+        st.info(f"Preparing the retrain: splitting new data, freezing it ({seconds:.0f} s)…")
+    elif state["error"]:
+        st.session_state["train_error"] = state["error"]  # drawn by the page, not this poll
+        st.rerun()
+    else:
+        queued(*state["result"])
+
+
+if retrain_status(user) is not None:  # polls only while a click is being prepared
+    preparing_ui()
 
 with st.expander("New run with chosen settings"):
     base = model_ui(con, "Base model", "train_base")
@@ -82,6 +119,12 @@ def live_ui():
         if run["state"] != "running":
             continue
         m = run_metrics(con, run["id"])
+        if (m["progress"] or {}).get("loop_eta_s") is not None:
+            minutes = max(1, round(m["progress"]["loop_eta_s"] / 60))
+            st.caption(
+                f"Compare ready in about {minutes} min: the rest of this run at its measured "
+                "pace, then the evaluations of the test split."
+            )
         if m["alarm"]:
             st.error(f"Overfitting alarm at step {m['alarm']['step']}: {m['alarm']['message']}")
         # The chart's spec is rebuilt only when a new loss arrives: building an Altair spec

@@ -8,12 +8,34 @@ CLI command at a time) opens it; background jobs read exported snapshots instead
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from store.migrations import MIGRATIONS
+
+
+class StoreUnavailable(RuntimeError):
+    """The database file cannot be opened: held by another process, or the folder is read-only.
+    The message names the path, so it is for the console and the CLI, not for web pages."""
+
+
+def _why_unavailable(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "lock" in text.lower():
+        return (
+            f"Cannot open the database {path}: another process holds it. Stop the other "
+            "Tuneloop app or CLI command that uses this data folder, then retry."
+        )
+    writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    if not writable:
+        return (
+            f"Cannot open the database {path}: the data folder is read-only for this user. "
+            "Point TUNELOOP_HOME at a folder you can write, or fix its permissions."
+        )
+    return f"Cannot open the database {path}: {text}"
 
 
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
@@ -23,10 +45,7 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path))
     except duckdb.IOException as e:
-        raise RuntimeError(
-            f"Cannot open the database {path}: another process holds it ({e}). "
-            "Stop the other Tuneloop app or CLI command that uses this data folder, then retry."
-        ) from e
+        raise StoreUnavailable(_why_unavailable(Path(path), e)) from e
     migrate(con)
     return con
 

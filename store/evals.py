@@ -57,6 +57,25 @@ def add_results(con, run_id: str, rows: pd.DataFrame) -> int:
     return len(frame)
 
 
+def copy_evaluation(con, source_run: str, run_id: str, dataset_id: int):
+    """Record `run_id` as an evaluation on `dataset_id` with the same model, prompt, settings,
+    aggregates and per-document results as `source_run` (same test documents, checked by the
+    caller)."""
+    con.execute(
+        """INSERT INTO evaluations (run_id, model_id, dataset_id, prompt_version, generation,
+               aggregates)
+           SELECT ?, model_id, ?, prompt_version, generation, aggregates FROM evaluations
+           WHERE run_id = ?""",
+        [run_id, dataset_id, source_run],
+    )
+    columns = ", ".join(("example_id", "summary", *SCORE_COLUMNS, "unsupported"))
+    con.execute(
+        f"INSERT INTO eval_results (run_id, {columns}) SELECT ?, {columns} FROM eval_results "
+        "WHERE run_id = ?",
+        [run_id, source_run],
+    )
+
+
 def get_evaluation(con, run_id: str) -> dict | None:
     df = con.execute(
         """SELECT e.*, r.state, r.reason, r.run_dir FROM evaluations e

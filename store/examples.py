@@ -55,10 +55,10 @@ class ExampleFilter:
             params.append(self.tag)
         if self.search:
             parts.append(
-                "(coalesce(d.title, '') ILIKE ? OR coalesce(e.summary, '') ILIKE ? "
-                "OR d.clean_text ILIKE ?)"
+                "(coalesce(d.title, '') ILIKE ? ESCAPE '\\' OR coalesce(e.summary, '') ILIKE ? "
+                "ESCAPE '\\' OR d.clean_text ILIKE ? ESCAPE '\\')"
             )
-            params += [f"%{self.search}%"] * 3
+            params += [f"%{like_literal(self.search)}%"] * 3
         if self.min_words is not None:
             parts.append("d.n_words >= ?")
             params.append(self.min_words)
@@ -73,6 +73,12 @@ class ExampleFilter:
                 "GROUP BY cluster_id HAVING count(*) > 1)"
             )
         return " AND ".join(parts), params
+
+
+def like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself: %, _ and the escape character \\
+    are escaped (the queries say ESCAPE '\\'), so a search for "50%" finds "50%"."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _FROM = "FROM examples e JOIN documents d ON d.id = e.document_id"

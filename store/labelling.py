@@ -12,6 +12,22 @@ from store import history
 from store.splits import get_setting
 
 ORDER_SETTING = "labelling.order"  # setting: "priority" (default) or "plain"
+# The one rule for which documents may be drafted and ranked at all: not set aside (every
+# example of it rejected, as duplicate resolution leaves the dropped copies), and in a cluster
+# of duplicates only the one member that comes first (one with a reference summary, then by
+# id): the others would be drafted and reviewed for nothing.
+_DRAFTABLE = """draftable AS (
+    SELECT d.id FROM (
+        SELECT d.id, row_number() OVER (
+            PARTITION BY coalesce(d.cluster_id, d.id)
+            ORDER BY EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
+                             AND e.summary IS NOT NULL AND e.status <> 'rejected') DESC, d.id
+        ) AS nth
+        FROM documents d
+        WHERE NOT (EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id)
+                   AND NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
+                                   AND e.status <> 'rejected'))) d
+    WHERE d.nth = 1)"""
 
 
 def priority_order(con) -> bool:
@@ -26,8 +42,9 @@ def documents_to_draft(
     ordered: bool | None = None,
 ) -> pd.DataFrame:
     """Documents (id, text) to draft: by default those with no reference summary and no draft,
-    most useful first (`ordered`; None: as the setting says)."""
-    where, params = ["TRUE"], []
+    most useful first (`ordered`; None: as the setting says); never rejected documents or the
+    extra copies of a duplicate (_DRAFTABLE)."""
+    where, params = ["d.id IN (SELECT id FROM draftable)"], []
     if only_missing:
         where.append(
             "NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id "
@@ -39,6 +56,7 @@ def documents_to_draft(
         params.append(source)
     ordered = priority_order(con) if ordered is None else ordered
     sql = (
+        f"WITH {_DRAFTABLE} "
         "SELECT d.id AS document_id, d.clean_text AS text FROM documents d "
         "LEFT JOIN label_priority p ON p.document_id = d.id "
         f"WHERE {' AND '.join(where)} "
@@ -47,6 +65,17 @@ def documents_to_draft(
     if limit:
         sql += f" LIMIT {int(limit)}"
     return con.execute(sql, params).fetchdf()
+
+
+def count_documents_to_draft(con) -> int:
+    """How many documents drafting would take: no usable summary, no draft, draftable."""
+    return con.execute(
+        f"""WITH {_DRAFTABLE} SELECT count(*) FROM documents d
+            WHERE d.id IN (SELECT id FROM draftable)
+              AND NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
+                              AND e.summary IS NOT NULL AND e.status <> 'rejected')
+              AND NOT EXISTS (SELECT 1 FROM drafts r WHERE r.document_id = d.id)"""
+    ).fetchone()[0]
 
 
 def add_drafts(con, drafts: pd.DataFrame) -> int:
@@ -232,17 +261,18 @@ def count_drafts(con) -> tuple[int, int]:
 
 
 def label_candidates(con, limit: int) -> pd.DataFrame:
-    """Documents without a reference summary (none, or only rejected ones) that the labelling
-    order ranks: those with a draft first (their newest draft: summary, mean_logprob), then
-    the rest, up to `limit`, in plain order. Columns: document_id, text, clean_version, draft,
-    mean_logprob."""
+    """Documents without a reference summary that the labelling order ranks: those with a
+    draft first (their newest draft: summary, mean_logprob), then the rest, up to `limit`, in
+    plain order; never rejected documents or the extra copies of a duplicate (_DRAFTABLE).
+    Columns: document_id, text, clean_version, draft, mean_logprob."""
     return con.execute(
-        """SELECT d.id AS document_id, d.clean_text AS text, d.clean_version,
+        f"""WITH {_DRAFTABLE} SELECT d.id AS document_id, d.clean_text AS text, d.clean_version,
                   r.summary AS draft, r.mean_logprob
            FROM documents d
            LEFT JOIN (SELECT * FROM drafts QUALIFY row_number() OVER
                       (PARTITION BY document_id ORDER BY id DESC) = 1) r ON r.document_id = d.id
-           WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
+           WHERE d.id IN (SELECT id FROM draftable)
+             AND NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
                              AND e.summary IS NOT NULL AND e.status <> 'rejected')
            ORDER BY r.id IS NULL, d.id LIMIT ?""",
         [limit],

@@ -41,13 +41,24 @@ def count_undecided_clusters(con) -> int:
 
 
 def count_documents_to_label(con) -> int:
-    """Documents with no usable reference summary and no draft yet (what drafting would take)."""
-    return con.execute(
-        """SELECT count(*) FROM documents d
-           WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.document_id = d.id
-                             AND e.summary IS NOT NULL AND e.status <> 'rejected')
-             AND NOT EXISTS (SELECT 1 FROM drafts r WHERE r.document_id = d.id)"""
-    ).fetchone()[0]
+    """Documents with no usable reference summary and no draft yet (what drafting would take;
+    the rule lives in store/labelling.py)."""
+    from store.labelling import count_documents_to_draft
+
+    return count_documents_to_draft(con)
+
+
+def latest_import_pending(con) -> tuple[str | None, int]:
+    """(source, n): examples with a summary from the newest import's documents that are
+    still pending, which training leaves out until someone accepts them."""
+    row = con.execute(
+        """SELECT i.source, count(e.id) FROM imports i
+           JOIN documents d ON d.import_id = i.id
+           JOIN examples e ON e.document_id = d.id
+           WHERE i.id = (SELECT max(id) FROM imports) AND e.status = 'pending'
+             AND e.summary IS NOT NULL GROUP BY i.source"""
+    ).fetchone()
+    return (row[0], int(row[1])) if row else (None, 0)
 
 
 def count_runs(con, kind: str) -> dict:

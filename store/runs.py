@@ -42,8 +42,10 @@ def set_state(con, run_id: str, state: str, reason: str | None = None):
     )
 
 
-def add_events(con, run_id: str, events: list[dict], offset: int):
-    """Store newly read events and how far the events file has been read."""
+def add_events(con, run_id: str, events: list[dict], offset: int, skip_stored: bool = False):
+    """Store newly read events and how far the events file has been read. `skip_stored`:
+    the file was read again from the start (it was cut below the offset), so events already
+    stored (same content) are not added twice."""
     if events:
         rows = pd.DataFrame(
             {
@@ -55,7 +57,13 @@ def add_events(con, run_id: str, events: list[dict], offset: int):
         )
         con.register("_events", rows)
         try:
-            con.execute("INSERT INTO run_events SELECT run_id, time, type, data FROM _events")
+            sql = "INSERT INTO run_events SELECT run_id, time, type, data FROM _events n"
+            if skip_stored:
+                sql += (
+                    " WHERE NOT EXISTS (SELECT 1 FROM run_events o WHERE o.run_id = n.run_id"
+                    " AND o.data = n.data)"
+                )
+            con.execute(sql)
         finally:
             con.unregister("_events")
     con.execute("UPDATE runs SET events_offset = ? WHERE id = ?", [offset, run_id])

@@ -81,12 +81,7 @@ def log_offset(con, file_id: str) -> int:
 
 def add_requests(con, rows: list[dict], file_id: str, offset: int):
     """Store logged requests and how far the log has been read (call inside a transaction)."""
-    if rows:
-        marks = ", ".join("?" * len(REQUEST_COLUMNS))
-        con.executemany(
-            f"INSERT INTO api_requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({marks})",
-            [[row.get(c) for c in REQUEST_COLUMNS] for row in rows],
-        )
+    add_requests_only(con, rows)
     con.execute(
         "INSERT INTO api_log_files VALUES (?, ?) "
         "ON CONFLICT (file_id) DO UPDATE SET ingested_bytes = excluded.ingested_bytes",
@@ -94,13 +89,60 @@ def add_requests(con, rows: list[dict], file_id: str, offset: int):
     )
 
 
+def finish_requests(con, rows: list[dict]):
+    """Store the ends of requests whose start is stored (running): each replaces its start,
+    found by when it arrived and its path, with a new id so that readers of new rows see it."""
+    for row in rows:
+        con.execute(
+            "DELETE FROM api_requests WHERE received = ? AND path = ? "
+            "AND finish_reason IN ('running', 'interrupted')",
+            [row["received"], row["path"]],
+        )
+    add_requests_only(con, rows)
+
+
+def add_requests_only(con, rows: list[dict]):
+    if rows:
+        marks = ", ".join("?" * len(REQUEST_COLUMNS))
+        con.executemany(
+            f"INSERT INTO api_requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({marks})",
+            [[row.get(c) for c in REQUEST_COLUMNS] for row in rows],
+        )
+
+
+def mark_interrupted(con, before: float | None, message: str) -> int:
+    """Running requests that arrived before `before` (None: all) never finished: their
+    server stopped. Returns how many."""
+    (n,) = con.execute(
+        "UPDATE api_requests SET finish_reason = 'interrupted', error = ? "
+        "WHERE finish_reason = 'running' AND (? IS NULL OR received < ?)",
+        [message, before, before],
+    ).fetchone()
+    return n
+
+
+def running_requests(con) -> int:
+    return con.execute(
+        "SELECT count(*) FROM api_requests WHERE finish_reason = 'running'"
+    ).fetchone()[0]
+
+
+# A request failed when it was refused or answered with an error (status 400 and above), or
+# when its server stopped before it finished (interrupted: no status was ever sent).
+FAILED = "(status >= 400 OR finish_reason = 'interrupted')"
+ANSWERED = "(status BETWEEN 100 AND 399 AND finish_reason IS DISTINCT FROM 'interrupted')"
+# Times for people, all in UTC without a zone attached, so that a table and a chart (which
+# draws naive times as they are) show the same clock whatever the browser's time zone.
+UTC = "timezone('UTC', to_timestamp({}))"
+
+
 def request_stats(con, since: float) -> dict:
-    """Requests since `since`: how many, how many failed (status 400 and above), p50 and p95
-    latency of the successful ones, and the tokens they read and wrote."""
+    """Requests since `since`: how many, how many failed, p50 and p95 latency of the
+    answered ones, and the tokens they read and wrote."""
     row = con.execute(
-        """SELECT count(*), count(*) FILTER (WHERE status >= 400),
-                  quantile_cont(latency_ms, 0.5) FILTER (WHERE status < 400),
-                  quantile_cont(latency_ms, 0.95) FILTER (WHERE status < 400),
+        f"""SELECT count(*), count(*) FILTER (WHERE {FAILED}),
+                  quantile_cont(latency_ms, 0.5) FILTER (WHERE {ANSWERED}),
+                  quantile_cont(latency_ms, 0.95) FILTER (WHERE {ANSWERED}),
                   coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
            FROM api_requests WHERE received >= ?""",
         [since],
@@ -110,21 +152,26 @@ def request_stats(con, since: float) -> dict:
 
 
 def requests_per_minute(con, since: float) -> pd.DataFrame:
-    """Requests per minute since `since`: minute (timestamp), requests, errors, p50_ms."""
+    """Requests per minute since `since`: minute (UTC, naive), requests, errors, p50_ms."""
     return con.execute(
-        """SELECT time_bucket(INTERVAL 1 MINUTE, to_timestamp(received)) AS minute,
-                  count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors,
-                  quantile_cont(latency_ms, 0.5) FILTER (WHERE status < 400) AS p50_ms
+        f"""SELECT time_bucket(INTERVAL 1 MINUTE, {UTC.format("received")}) AS minute,
+                  count(*) AS requests, count(*) FILTER (WHERE {FAILED}) AS errors,
+                  quantile_cont(latency_ms, 0.5) FILTER (WHERE {ANSWERED}) AS p50_ms
            FROM api_requests WHERE received >= ? GROUP BY 1 ORDER BY 1""",
         [since],
     ).fetchdf()
 
 
 def recent_requests(con, limit: int = 50) -> pd.DataFrame:
-    """The newest logged requests, newest first."""
+    """The newest logged requests, newest first; `received` in UTC (naive) and `result`:
+    "ok 200", "⚠ 401", "⚠ interrupted" or "running"."""
     return con.execute(
-        f"""SELECT to_timestamp(received) AS received, key_name, path, status, model_id,
-                   prompt_tokens, completion_tokens, latency_ms, finish_reason, error,
-                   request_text, response_text
+        f"""SELECT {UTC.format("received")} AS received,
+                   CASE WHEN finish_reason = 'interrupted' THEN '⚠ interrupted'
+                        WHEN finish_reason = 'running' THEN 'running'
+                        WHEN status >= 400 THEN '⚠ ' || status
+                        ELSE 'ok ' || status END AS result,
+                   key_name, path, status, model_id, prompt_tokens, completion_tokens,
+                   latency_ms, finish_reason, error, request_text, response_text
             FROM api_requests ORDER BY received DESC, id DESC LIMIT {int(limit)}"""
     ).fetchdf()

@@ -56,6 +56,46 @@ def freeze_dataset(con, note: str = "", statuses: tuple[str, ...] = ("accepted",
     return dataset_id
 
 
+def unstarted_datasets(con) -> list[int]:
+    """Dataset versions frozen for training runs that were cancelled before they started (no
+    event was ever read from them) and that nothing else uses: no evaluation, no sweep, no
+    other run. Each is a copy nobody trained on, evaluated or will: safe to drop."""
+    rows = con.execute(
+        """WITH named AS (
+             SELECT id, state, events_offset, kind,
+                    TRY_CAST(coalesce(json_extract_string(config, '$.dataset_version'),
+                                      json_extract_string(config, '$.dataset_id')) AS BIGINT) AS ds
+             FROM runs)
+           SELECT DISTINCT n.ds FROM named n JOIN dataset_versions v ON v.id = n.ds
+           WHERE n.kind = 'train' AND n.state = 'cancelled' AND n.events_offset = 0
+             AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.dataset_id = n.ds)
+             AND NOT EXISTS (SELECT 1 FROM sweeps s WHERE s.dataset_id = n.ds)
+             AND NOT EXISTS (SELECT 1 FROM named o WHERE o.ds = n.ds AND NOT
+                             (o.kind = 'train' AND o.state = 'cancelled'
+                              AND o.events_offset = 0))
+           ORDER BY 1"""
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def drop_dataset(con, dataset_id: int):
+    """Delete a dataset version and its rows (only for one `unstarted_datasets` returned)."""
+    con.execute("DELETE FROM dataset_examples WHERE dataset_id = ?", [dataset_id])
+    con.execute("DELETE FROM dataset_versions WHERE id = ?", [dataset_id])
+
+
+def test_split_key(con, dataset_id: int) -> str:
+    """A fingerprint of a version's test split: its examples' ids, documents and reference
+    summaries. Two versions with the same key hold the same test documents and references, so
+    an evaluation made on one is an evaluation on the other."""
+    row = con.execute(
+        """SELECT count(*), coalesce(bit_xor(hash(example_id, document, summary)), 0)
+           FROM dataset_examples WHERE dataset_id = ? AND split = 'test'""",
+        [dataset_id],
+    ).fetchone()
+    return f"{row[0]}:{row[1]}"
+
+
 def list_datasets(con) -> pd.DataFrame:
     return con.execute("SELECT * FROM dataset_versions ORDER BY id DESC").fetchdf()
 

@@ -182,3 +182,104 @@ def test_a_finished_training_run_evaluates_its_model_and_production_once(con, ho
     for eval_run in evaluations["run_id"]:
         assert wait_for(con, eval_run).state == "succeeded"
     assert evaluation_runs.ready_pair(con, dataset, "tiny", run_id) is not None  # Compare is ready
+
+
+def test_a_retrain_cancelled_before_it_starts_leaves_no_dataset_version(
+    con, home, tiny_model, monkeypatch
+):
+    from engine.jobs import runqueue
+    from engine.training import runs as training_runs
+    from engine.training.config import TrainConfig
+
+    load_sample_if_empty(con)
+    register_base(con, "tiny", str(tiny_model))
+    monkeypatch.setattr(runqueue, "pump", lambda con: [])  # the queue is busy: it stays queued
+    evaluated, _, _ = training_runs.freeze_for_training(con, "evaluated")
+    test_ids = splits_store.dataset_rows(con, evaluated).query("split == 'test'")["example_id"]
+    plant_evaluation(con, "tiny", evaluated, test_ids.tolist(), [0.3] * len(test_ids))
+    config = TrainConfig(base_model=str(tiny_model), max_steps=1, eval_every_steps=1)
+    run_id, _ = training_runs.start_training(con, config, "tiny")
+    frozen = json.loads(runs_store.get_run(con, run_id)["config"])["dataset_version"]
+    assert frozen in set(splits_store.list_datasets(con)["id"])
+    runqueue.cancel_run(con, run_id)
+    scheduler.tick(con)
+    assert set(splits_store.list_datasets(con)["id"]) == {evaluated}  # the evaluated one stays
+    assert splits_store.dataset_rows(con, frozen).empty
+    assert evaluation_runs.default_dataset(con, "tiny", "tiny") == evaluated
+
+
+def test_compare_opens_where_the_latest_finished_comparison_is(con):
+    planted_store(con)
+    dataset_id = int(splits_store.list_datasets(con)["id"].iloc[0])
+    # A newer version nobody finished evaluating (a retrain froze it; an evaluation of B runs).
+    newer = splits_store.freeze_dataset(con, "retrain")
+    con.execute("UPDATE dataset_versions SET n_test = 6 WHERE id = ?", [newer])
+    runs_store.add_run(con, "eval-running", "eval", "/runs/eval-running", {})
+    evals_store.add_evaluation(con, "eval-running", "better", newer, 1, {})
+    assert evaluation_runs.default_dataset(con, "base", "better") == dataset_id
+    assert evaluation_runs.default_dataset(con, "base", "unknown") == dataset_id  # A's
+    assert evaluation_runs.default_dataset(con, "x", "y") == newer  # nothing evaluated: newest
+
+
+def test_the_compare_page_opens_on_the_evaluated_version(home):
+    from engine.data.split import split_examples
+    from engine.evaluation.runs import test_dataset
+    from engine.models.registry import ensure_default_model
+    from engine.paths import db_path
+    from store import connect
+    from tests.conftest import signed_in_app
+
+    app = signed_in_app("ada", "admin")
+    con = connect(db_path())
+    base = ensure_default_model(con, progress=lambda m: None)
+    evaluated = test_dataset(con)
+    test_ids = splits_store.dataset_rows(con, evaluated).query("split == 'test'")["example_id"]
+    scores = [0.2 + 0.05 * (i % 3) for i in range(len(test_ids))]
+    plant_evaluation(con, base, evaluated, test_ids.tolist(), scores)
+    reg_store.register_model(con, "tuned", "lora", "/runs/t/final", base, "train-t")
+    plant_evaluation(con, "tuned", evaluated, test_ids.tolist(), [s + 0.1 for s in scores])
+    split_examples(con)
+    newer = splits_store.freeze_dataset(con, "a retrain nobody evaluated yet")
+    assert newer > evaluated
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="compare_dataset").value == evaluated
+    assert app.selectbox(key="compare_b").value == "tuned"
+    assert "ROUGE-L" in set(app.dataframe[0].value["metric"])  # the comparison is shown
+
+
+def test_the_base_evaluation_of_the_same_test_split_is_reused_not_regenerated(con, tiny_model):
+    from dataclasses import asdict, replace
+
+    from engine.models.registry import current_prompt
+    from store import examples as examples_store
+
+    load_sample_if_empty(con)
+    register_base(con, "tiny", str(tiny_model))
+    v1 = splits_store.freeze_dataset(con, "evaluated")
+    test_ids = splits_store.dataset_rows(con, v1).query("split == 'test'")["example_id"].tolist()
+    source = plant_evaluation(con, "tiny", v1, test_ids, [0.3] * len(test_ids))
+    settings = evaluation_runs.EVAL_SETTINGS
+    con.execute(
+        "UPDATE runs SET config = ? WHERE id = ?",
+        [json.dumps({"model": str(tiny_model), "adapter": None}), source],
+    )
+    con.execute(
+        "UPDATE evaluations SET generation = ?, prompt_version = ? WHERE run_id = ?",
+        [json.dumps(asdict(settings)), current_prompt(con)[0], source],
+    )
+    v2 = splits_store.freeze_dataset(con, "a retrain: same test split")
+    assert evaluation_runs.reusable_evaluation(con, "tiny", v2) == source
+    other = replace(settings, max_new_tokens=settings.max_new_tokens + 1)
+    assert evaluation_runs.reusable_evaluation(con, "tiny", v2, other) is None  # other settings
+
+    reused = evaluation_runs.reuse_evaluation(con, "tiny", v2, user=ADA)
+    assert runs_store.get_run(con, reused)["state"] == "succeeded"
+    assert "Reused" in runs_store.get_run(con, reused)["reason"]
+    copied = evals_store.results(con, reused)
+    assert copied["example_id"].tolist() == sorted(test_ids)
+    assert evaluation_runs.latest_evaluation(con, "tiny", v2) == reused
+
+    examples_store.update_summary(con, test_ids[0], "A reference edited after the evaluation.")
+    v3 = splits_store.freeze_dataset(con, "a changed reference")
+    assert evaluation_runs.reusable_evaluation(con, "tiny", v3) is None  # not the same test

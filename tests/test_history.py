@@ -64,6 +64,47 @@ def test_a_save_that_changes_nothing_keeps_the_version_and_writes_no_history(thr
     assert history.example_history(con, a).empty
 
 
+def test_a_second_save_of_what_is_already_stored_is_a_success(three):
+    """Save clicked twice: the second click carries the version the first one replaced."""
+    con, (a, _, _) = three
+    assert save(con, a, user="ann", summary="ann's summary", tags=["x"], base=1) == 2
+    assert save(con, a, user="ann", summary="ann's summary ", tags=["x"], base=1) == 2
+    with pytest.raises(StaleEdit):  # a different text over the old version is still refused
+        save(con, a, user="ann", summary="another summary", tags=["x"], base=1)
+    assert len(history.example_history(con, a)) == 2  # the summary and the tags, once
+
+
+def test_edits_over_the_import_limits_are_refused_and_change_nothing(three, monkeypatch):
+    con, (a, _, _) = three
+    monkeypatch.setenv("TUNELOOP_MAX_DOCUMENT_BYTES", "1000")
+    before = ex.get_state(con, a)
+    with pytest.raises(ValueError, match=r"Not saved: The summary is 3,000 characters, over the"):
+        save(con, a, summary="x" * 3000)
+    with pytest.raises(ValueError, match="5,000 tags are more than the 50"):
+        save(con, a, tags=[f"tag{i}" for i in range(5000)])
+    with pytest.raises(ValueError, match="over the 64 a tag may have"):
+        save(con, a, tags=["t" * 65])
+    with pytest.raises(ValueError, match="Nothing was tagged"):
+        bulk_add_tag(con, [a], "t" * 65, ADMIN)
+    assert ex.get_state(con, a) == before and history.example_history(con, a).empty
+    assert save(con, a, summary="x" * 1000, tags=[f"tag{i}" for i in range(50)]) == 2
+
+
+def test_search_takes_percent_and_underscore_literally(con):
+    add(con, [("p", "Growth was 50% this year.", None), ("q", "Growth was 500 this year.", None)])
+    add(con, [("u", "See file_name.txt", None), ("v", "See filexname.txt", None)])
+    add(con, [("s", "A back\\slash here", None)])
+
+    def found(text):
+        page = ex.page_examples(con, ex.ExampleFilter(search=text))
+        return sorted(page["document_id"])
+
+    assert found("50%") == ["p"]
+    assert found("file_name") == ["u"]
+    assert found("k\\s") == ["s"]
+    assert found("%") == ["p"] and found("_") == ["u"]
+
+
 def test_history_records_who_when_before_and_after_for_each_field(three):
     con, (a, _, c) = three
     assert save(con, a, summary="new a", status="accepted", tags=["x", " y "]) == 2  # one step

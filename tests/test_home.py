@@ -148,3 +148,55 @@ def test_chat_lists_earlier_chats_by_first_message_and_date(sign_in):
     earlier.set_value("c0ffee01").run()
     first = at.chat_message[0]  # the chosen chat's messages, user messages shown as plain text
     assert [t.value for t in first.text] == ["What is a   tort?\nPlease explain."]
+
+
+def test_after_an_import_home_offers_to_review_or_accept_its_pending_examples(con, tmp_path):
+    from engine.data.imports import import_file
+    from engine.overview import pending_import
+
+    load_sample_if_empty(con)
+    assert pending_import(con) is None  # the sample's flagged examples are no import of yours
+    new = [
+        {"text": f"Case {i}: a ladder gave way under a painter in 2024.", "summary": f"Fall {i}."}
+        for i in range(3)
+    ]
+    import_file(con, write_jsonl(tmp_path / "mine.jsonl", new))  # pending by default
+    note = pending_import(con)
+    assert note and "3 examples that are still pending" in note and "mine.jsonl" in note
+    assert by_step(con)["Curate"]["next"].startswith("Your import")
+    ids = ex.ids_where(con, ex.ExampleFilter(statuses=("pending",), has_summary=True))
+    ex.set_status(con, ids, "accepted")
+    assert pending_import(con) is None
+
+
+def test_documents_to_label_leave_out_rejected_copies_of_duplicates(con):
+    load_sample_if_empty(con)
+    before = by_step(con)["Label/Review"]["counts"]
+    dup_store.reject_all_but_one(con, "accepted")
+    after = by_step(con)["Label/Review"]["counts"]
+    n_before, n_after = int(before.split()[0]), int(after.split()[0])
+    assert n_after <= n_before
+    from store import labelling as label_store
+
+    assert n_after == len(label_store.documents_to_draft(con))
+
+
+def test_home_lists_jobs_under_way_with_cancel_for_their_owner_only(sign_in):
+    from engine.audit import entries
+    from engine.jobs import runqueue
+    from store import runs as runs_store
+
+    con = open_store()
+    # Unprepared, so the queue leaves it waiting while the page is looked at.
+    run_id, _ = runqueue.new_run(con, "eval", {}, "ada", ["--version"], ready=False)
+    reviewer = sign_in("rita", "reviewer")
+    assert any(run_id in m.value for m in reviewer.markdown)
+    assert not [b for b in reviewer.button if b.label == "Cancel"]  # not hers
+    at = sign_in("ada", "admin")
+    assert any(run_id in m.value for m in at.markdown)
+    at.button(key=f"home_cancel_{run_id}").click().run()
+    assert not at.exception, at.exception
+    assert runs_store.get_run(con, run_id)["state"] == "cancelled"
+    assert list(entries(con, actions=("cancel_run",))["target"]) == [run_id]
+    at.run()  # the next poll of the fragment
+    assert not any(run_id in m.value for m in at.markdown)

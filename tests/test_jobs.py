@@ -1,8 +1,13 @@
 """Run folders and the worker runner: events, status, dead workers, re-attaching after a restart."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 from engine import scheduler
 from engine.jobs import runfolder, runqueue
@@ -55,5 +60,74 @@ def test_app_restart_reattaches_live_runs_and_fails_dead_ones(con, home):
         assert runs_store.run_events(con, live_id, "progress")[0]["done"] == 1
         dead = runs_store.get_run(con, dead_id)
         assert dead["state"] == "failed" and "stopped without finishing" in dead["reason"]
+    finally:
+        sleeper.kill()
+
+
+def test_a_cut_status_is_unknown_while_its_worker_holds_the_run_and_no_second_one_starts(
+    con, home, monkeypatch
+):
+    """status.json cut to "{" while the worker lives: never read as queued, never restarted."""
+    monkeypatch.setattr(
+        runfolder,
+        "worker_command",
+        lambda args, launcher=None: [sys.executable, "-c", "import time; time.sleep(30)"],
+    )
+    with runqueue.preparing():
+        run_id, run_dir = runqueue.new_run(con, "eval", {}, "ada", ["--version"])
+    assert runqueue.pump(con) == [run_id]
+    first_pid = runfolder.read_status(run_dir)[0]["pid"]
+    try:
+        (run_dir / "status.json").write_text("{")
+        assert runfolder.worker_holds(run_dir)
+        assert runfolder.poll(run_dir).state == "unknown"
+        scheduler.tick(con)
+        scheduler.tick(con)
+        assert runs_store.get_run(con, run_id)["state"] == "running"
+        with pytest.raises(runfolder.WorkerBusy):
+            runfolder.start_worker(run_dir, ["--version"])
+        runqueue.launch(con, run_id)  # even asked directly, the live worker is followed
+        assert (run_dir / "status.json").read_text() == "{"  # nobody started over it
+    finally:
+        os.killpg(first_pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while runfolder.worker_holds(run_dir) and time.time() < deadline:
+        time.sleep(0.1)
+    scheduler.tick(con)  # the worker is gone and its status unreadable: failed, with why
+    run = runs_store.get_run(con, run_id)
+    assert run["state"] == "failed" and "status.json cannot be read" in run["reason"]
+
+
+def test_a_bad_progress_event_is_a_note_on_its_run_and_pages_still_read_the_rest(tmp_path):
+    writer = runfolder.RunWriter(tmp_path)
+    writer.progress("generating", 1, 4)
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write('{"time": 2, "type": "progress", "done": "lots", "total": 4}\n')
+        f.write('{"time": NaN, "type": "metrics"}\n')
+        f.write('{"time": 3, "type": "progress", "done": 1e999, "total": 4}\n')
+        f.write("[1, 2]\n")
+    writer.progress("generating", 2, 4)
+    events, _ = runfolder.read_events(tmp_path)
+    assert [e["type"] for e in events] == ["progress"] + ["invalid_event"] * 4 + ["progress"]
+    assert "'done' is not a finite number" in events[1]["problem"]
+    assert [e["done"] for e in events if e["type"] == "progress"] == [1, 2]
+
+
+def test_events_cut_below_the_stored_offset_are_read_again_without_duplicates(con, home):
+    run_id, run_dir = runqueue.new_run(con, "draft", {})
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        writer = runfolder.RunWriter(run_dir)
+        writer.set_status("running", pid=sleeper.pid)
+        runs_store.set_state(con, run_id, "running")
+        for done in (1, 2, 3):
+            writer.progress("generating", done, 9)
+        runqueue.refresh_run(con, run_id)
+        lines = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
+        (run_dir / "events.jsonl").write_text(lines[0])  # cut below the offset
+        writer.progress("generating", 4, 9)  # written after the cut
+        runqueue.refresh_run(con, run_id)
+        done = [e["done"] for e in runs_store.run_events(con, run_id, "progress")]
+        assert done == [1, 2, 3, 4]
     finally:
         sleeper.kill()

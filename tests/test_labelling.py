@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -145,3 +146,69 @@ def test_source_sentences_marks_what_the_summary_uses():
     marks = dict(source_sentences(doc, "A driver ran a red light on Main Street; damages $5,000."))
     assert marks["The driver ran a red light on Main Street."]
     assert not marks["The weather was sunny."]
+
+
+def test_only_the_owner_or_an_admin_cancels_or_resumes_a_run_audited_within_the_cap(
+    con, home, monkeypatch
+):
+    from engine.audit import entries
+    from engine.auth import PermissionDenied
+    from engine.jobs import runqueue
+    from store import runs as runs_store
+
+    monkeypatch.setattr(runqueue, "pump", lambda con: [])  # keep runs queued
+    rita, sam = {"name": "rita", "role": "reviewer"}, {"name": "sam", "role": "reviewer"}
+    ada = {"name": "ada", "role": "admin"}
+    admins, _ = runqueue.new_run(con, "draft", {}, "ada", ["--version"])
+    ritas, _ = runqueue.new_run(con, "draft", {}, "rita", ["--version"])
+    for run_id in (admins, ritas):
+        with pytest.raises(PermissionDenied, match="only they or an admin"):
+            runqueue.cancel_run(con, run_id, sam)
+    with pytest.raises(PermissionDenied, match="log in"):
+        runqueue.cancel_run(con, ritas, None)
+    assert runs_store.get_run(con, admins)["state"] == "queued"
+    runqueue.cancel_run(con, ritas, rita)
+    with pytest.raises(PermissionDenied):
+        runqueue.resume(con, ritas, sam)
+    other, _ = runqueue.new_run(con, "draft", {}, "rita", ["--version"])  # fills her cap
+    with pytest.raises(ValueError, match="rita already has 1 drafting run"):
+        runqueue.resume(con, ritas, ada)  # an admin resuming it still counts it as hers
+    runqueue.cancel_run(con, other, ada)
+    runqueue.resume(con, ritas, rita)
+    assert runs_store.get_run(con, ritas)["state"] == "queued"
+    log = entries(con, actions=("cancel_run", "resume_run"))
+    assert sorted(zip(log["username"], log["action"], log["target"])) == [
+        ("ada", "cancel_run", other),
+        ("rita", "cancel_run", ritas),
+        ("rita", "resume_run", ritas),
+    ]
+
+
+def test_rejected_documents_and_extra_duplicates_are_never_drafted_nor_ranked(con):
+    from engine.labelling import ordering
+
+    con.execute(
+        "INSERT INTO documents (id, raw_text, clean_text, source, n_words, cluster_id) VALUES "
+        "('a1', 'x', 'Alpha case.', 's', 2, 'a1'), ('a2', 'x', 'Alpha case!', 's', 2, 'a1'), "
+        "('b1', 'x', 'Beta case.', 's', 2, 'b1'), ('b2', 'x', 'Beta case!', 's', 2, 'b1'), "
+        "('c1', 'x', 'Gamma case.', 's', 2, 'c1'), ('r1', 'x', 'Rejected.', 's', 1, 'r1')"
+    )
+    rows = [  # cluster a resolved: a1's copy rejected, a2 kept; cluster b not resolved yet
+        ("a1", "rejected", "h1"),
+        ("a2", "accepted", "h2"),
+        ("b1", "pending", "h3"),
+        ("b2", "pending", "h4"),
+        ("r1", "rejected", "h5"),
+    ]
+    for doc, status, digest in rows:
+        con.execute(
+            "INSERT INTO examples (document_id, origin, source, status, content_hash) "
+            "VALUES (?, 'imported', 's', ?, ?)",
+            [doc, status, digest],
+        )
+    to_draft = set(label_store.documents_to_draft(con)["document_id"])
+    assert to_draft == {"a2", "b1", "c1"}  # one per cluster, never a rejected one
+    assert set(label_store.documents_to_draft(con, only_missing=False)["document_id"]) == to_draft
+    ranked = ordering.refresh(con, embed=lambda texts: np.eye(len(texts), 384))
+    assert set(ranked["document_id"]) <= to_draft
+    assert set(label_store.label_candidates(con, 100)["document_id"]) == to_draft

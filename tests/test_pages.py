@@ -1,6 +1,7 @@
 """AppTests: each page starts from streamlit_app.py on a fresh data folder (with the sample set
 loaded), does one real interaction by widget key, and the test checks what was stored."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -222,7 +223,11 @@ def test_train_page_button_starts_a_run(app):
     app.button(key="train_retrain").click().run()
     assert not app.exception, app.exception
     con = open_store()
-    table = runs_store.list_runs(con, kind="train")
+    for _ in range(240):  # the click queues the retrain on a thread and returns at once
+        table = runs_store.list_runs(con, kind="train")
+        if len(table):
+            break
+        time.sleep(0.25)
     try:
         assert len(table) == 1 and table["state"].iloc[0] == "running"
         run_dir = table["run_dir"].iloc[0]

@@ -153,10 +153,12 @@ def test_a_reviewer_cannot_fill_the_queue_with_drafting_runs(con, home, monkeypa
     )
     monkeypatch.setattr(drafting_runs, "resolve", lambda con, m: _Ref())
     monkeypatch.setattr(drafting_runs, "current_prompt", lambda con: (1, "Summarize."))
+    monkeypatch.setattr(drafting_runs.ordering, "refresh_if_stale", lambda con, embed=None: False)
     first = drafting_runs.start_drafting(con, "m", limit=1, user="rita")
-    with pytest.raises(ValueError, match="already have 1 drafting run"):
+    with pytest.raises(ValueError, match="rita already has 1 drafting run"):
         drafting_runs.start_drafting(con, "m", user="rita")
     second = drafting_runs.start_drafting(con, "m", user="sam")  # another reviewer
+    scheduler.tick(con)  # the poller writes both runs' documents, one after the other
     held = {
         json.loads(line)["document_id"]
         for run_id in (first, second)
@@ -186,3 +188,56 @@ def test_greedy_output_is_identical_with_the_progress_hook(tiny_model):
     assert steps and steps[0] == 1
     with pytest.raises(generation.GenerationStopped):  # a cancel between two tokens
         generation.summarize_batch(model, tokenizer, docs, settings, on_step=lambda s: s >= 3)
+
+
+def test_start_drafting_queues_at_once_and_the_poller_ranks_and_starts_it(
+    con, home, sleeping_workers, monkeypatch
+):
+    """The slow part of starting (ranking, which embeds every document) runs in the poller,
+    never in the click: start_drafting returns with the run queued, nothing ranked, no worker."""
+    from engine.labelling import runs as drafting_runs
+    from engine.models import generation
+
+    monkeypatch.setattr(runqueue, "slots", lambda: 1)
+    con.execute(
+        "INSERT INTO documents (id, raw_text, clean_text, source, n_words) VALUES "
+        "('d1', 'one text', 'one text', 's', 2), ('d2', 'two text', 'two text', 's', 2)"
+    )
+    monkeypatch.setattr(drafting_runs, "resolve", lambda con, m: _Ref())
+    monkeypatch.setattr(drafting_runs, "current_prompt", lambda con: (1, "Summarize."))
+    ranked = []
+    monkeypatch.setattr(
+        drafting_runs.ordering, "refresh_if_stale", lambda con, embed=None: ranked.append(1)
+    )
+    monkeypatch.setattr(generation, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    run_id = drafting_runs.start_drafting(con, "m", user="rita")
+    run_dir = runqueue.runs_dir() / run_id
+    assert ranked == [] and sleeping_workers == []
+    assert runs_store.get_run(con, run_id)["state"] == "queued"
+    assert runqueue.pump(con) == [] and not (run_dir / "documents.jsonl").exists()
+    scheduler.tick(con)
+    assert ranked == [1] and len(sleeping_workers) == 1
+    assert runs_store.get_run(con, run_id)["state"] == "running"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["n_documents"] == 2 and "limit" not in config
+    assert len((run_dir / "documents.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_run_with_nothing_left_to_draft_when_prepared_fails_with_why(con, home, monkeypatch):
+    from engine.labelling import runs as drafting_runs
+
+    con.execute(
+        "INSERT INTO documents (id, raw_text, clean_text, source, n_words) VALUES "
+        "('d1', 'one text', 'one text', 's', 2)"
+    )
+    monkeypatch.setattr(drafting_runs, "resolve", lambda con, m: _Ref())
+    monkeypatch.setattr(drafting_runs, "current_prompt", lambda con: (1, "Summarize."))
+    monkeypatch.setattr(drafting_runs.ordering, "refresh_if_stale", lambda con, embed=None: False)
+    run_id = drafting_runs.start_drafting(con, "m", user="rita")
+    con.execute(  # drafted meanwhile, by another way in
+        "INSERT INTO drafts (document_id, summary, model_id, prompt_version, run_id, "
+        "n_generated_tokens, truncated) VALUES ('d1', 'A text.', 'm', 1, 'cli', 2, false)"
+    )
+    scheduler.tick(con)
+    run = runs_store.get_run(con, run_id)
+    assert run["state"] == "failed" and "No documents to draft" in run["reason"]

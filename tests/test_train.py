@@ -167,6 +167,13 @@ def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tin
     assert metrics["best_eval_loss"] < metrics["base_eval_loss"]
     assert metrics["steps"] == 12 and metrics["train_tokens_per_s"] > 0
     assert not (run / "checkpoints").exists()
+    # Once a step is measured every progress event says how long the run has left, and it
+    # is what was left, give or take the noise of a run this short.
+    timed = [e for e in progress if e["time"] >= training[0]["time"]]
+    assert all(e["eta_s"] is not None for e in timed)
+    end = events(run, "finished")[0]["time"]
+    late = [e for e in timed if end - e["time"] > 2]
+    assert all(0.3 * (end - e["time"]) < e["eta_s"] < 3 * (end - e["time"]) for e in late)
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     ids = torch.tensor([[1, 520, 3300, 2]])
@@ -175,6 +182,19 @@ def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tin
         tuned = PeftModel.from_pretrained(base, run / "final")
         after = tuned(ids).logits
     assert not torch.allclose(before, after)
+
+
+def test_summaries_at_the_last_evaluation_only(tiny_model, tmp_path):
+    from engine.training.worker import train
+
+    config = tiny_config(tiny_model, rouge_last_eval_only=True)
+    run = make_run(tmp_path / "run", config, BILLS, WEATHER)
+    assert train(run) == "succeeded"
+    evals = events(run, "eval")
+    assert [e["step"] for e in evals] == [0, 6, 12]  # the loss at every round
+    assert [e["rouge_l"] is not None for e in evals] == [False, False, True]
+    phases = {e["phase"] for e in events(run, "progress")}
+    assert "baseline validation summaries" not in phases and "validation summaries" in phases
 
 
 def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_model, tmp_path):
@@ -353,11 +373,14 @@ def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeyp
     run_dir = Path(con.execute("SELECT run_dir FROM runs WHERE id = ?", [run_id]).fetchone()[0])
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config.json",
+        "followup.json",
         "train.jsonl",
         "validation.jsonl",
     ]
     n_train, n_validation, n_test = splits_store.dataset_counts(con, config.dataset_version)
     assert n_test > 0  # the dataset version has a test split; the run folder does not
+    followup = json.loads((run_dir / "followup.json").read_text())  # for the worker's ETA
+    assert followup["documents"] == n_test and followup["evaluations"] == 1  # only the new model
     for name, n in (("train", n_train), ("validation", n_validation)):
         assert len((run_dir / f"{name}.jsonl").read_text().splitlines()) == n
     # The sample's cases are ~300 words: at the Quick preset's 512 tokens nearly all are cut.

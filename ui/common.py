@@ -1,43 +1,92 @@
-"""Streamlit glue shared by the pages: the cached store handle and small widgets.
+"""Streamlit glue shared by the pages: the store handle, the live fragments and small widgets.
 
-The DuckDB connection is cached once per database path; every script run takes its own cursor
-from it (a DuckDB connection is not thread-safe), so tests can point TUNELOOP_HOME elsewhere.
+The DuckDB connection is opened once per database path and process (a module-level registry,
+not st.cache_resource: clearing a cache must never open a second connection or start a second
+background poller); every script run takes its own cursor from it (a DuckDB connection is not
+thread-safe), so tests can point TUNELOOP_HOME elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
 
 import store
+from engine import auth
 from engine.data.samples import load_sample_if_empty
-from engine.paths import db_path
+from engine.paths import db_path, secure_data_dir
 from engine.scheduler import Poller
 from store import duplicates as dup_store
 from store import examples as examples_store
 from ui.jobs import sidebar_jobs_ui
 
-
-@st.cache_resource(show_spinner="Opening the Tuneloop store…")
-def _connection(path: str):
-    con = store.connect(path)
-    if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
-        load_sample_if_empty(con)
-    # The background poller ingests every run (re-attaching to runs that outlived a previous
-    # app process, failing dead ones) and starts queued ones, whether or not a page is open.
-    _pollers[path] = Poller(con).start()
-    return con
-
-
+_connections: dict[str, object] = {}
 _pollers: dict[str, Poller] = {}
+_open_lock = threading.Lock()
+_permission_notices: dict[str, list[str]] = {}
+
+
+def _connection(path: str):
+    with _open_lock:
+        if path in _connections:
+            return _connections[path]
+        _permission_notices[path] = secure_data_dir(Path(path).parent)
+        for line in _permission_notices[path]:
+            print(f"  Tuneloop: {line}", flush=True)
+        try:
+            con = store.connect(path)
+        except store.StoreUnavailable as e:
+            print(f"  Tuneloop: {e}", flush=True)  # the console is the owner's; pages are not
+            st.error(
+                "Tuneloop cannot open its data store right now. The person who runs it has "
+                "been told why on its console."
+            )
+            st.stop()
+        if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
+            load_sample_if_empty(con)
+        # The background poller ingests every run (re-attaching to runs that outlived a previous
+        # app process, failing dead ones) and starts queued ones, whether or not a page is open.
+        _pollers[path] = Poller(con).start()
+        _connections[path] = con
+        return con
 
 
 def poller() -> Poller:
-    """The app's background poller (see engine/scheduler.py)."""
+    """The app's background poller (see engine/scheduler.py): one per process and store."""
     _connection(str(db_path()))
     return _pollers[str(db_path())]
+
+
+def live_fragment(run_every: float | None = None):
+    """st.fragment for what polls, re-checking the session on every rerun: a fragment rerun
+    skips the frame, and a session revoked meanwhile (disabled account, logout everywhere, new
+    password) must not keep acting through it."""
+
+    def wrap(fn):
+        @st.fragment(run_every=run_every)
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            if not session_still_valid():
+                st.session_state.pop("user", None)
+                st.rerun(scope="app")  # the frame shows the login form
+            return fn(*args, **kwargs)
+
+        return checked
+
+    return wrap
+
+
+def session_still_valid() -> bool:
+    """Re-read this session's user from the store (their role may have changed too)."""
+    user = auth.session_user(db(), st.session_state.get("login_cookie") or None)
+    if user is None:
+        return False
+    st.session_state["user"] = user
+    return True
 
 
 def db():
@@ -51,7 +100,10 @@ def sidebar_status():
         n = examples_store.count_examples(con)
         clusters, _ = dup_store.count_clusters(con)
         st.caption(f"{n:,} examples · {clusters:,} duplicate clusters")
-        st.caption(f"Data folder: `{db_path().parent}`")
+        if auth.can(st.session_state.get("user"), "users"):  # server paths: admins only
+            st.caption(f"Data folder: `{db_path().parent}`")
+            for line in _permission_notices.pop(str(db_path()), []):
+                st.warning(line)
     sidebar_jobs_ui(db, poller)
 
 
@@ -87,22 +139,24 @@ def model_ui(con, label: str, key: str) -> str:
     return st.selectbox(label, ids, key=key)
 
 
-def generation_ui(prefix: str):
-    """Generation settings in an expander; returns GenerationSettings."""
+def generation_ui(prefix: str, defaults=None):
+    """Generation settings in an expander, starting at `defaults` (a GenerationSettings; the
+    drafting defaults when None); returns GenerationSettings."""
     from engine.models.generation import GenerationSettings
 
+    d = defaults or GenerationSettings(max_new_tokens=160, repetition_penalty=1.1)
     with st.expander("Generation settings"):
         c = st.columns(4)
         return GenerationSettings(
             max_new_tokens=c[0].number_input(
-                "Max new tokens", 8, 2048, 160, key=f"{prefix}_max_new"
+                "Max new tokens", 8, 2048, d.max_new_tokens, key=f"{prefix}_max_new"
             ),
             temperature=c[1].number_input(
-                "Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key=f"{prefix}_temp"
+                "Temperature (0 = greedy)", 0.0, 2.0, d.temperature, 0.1, key=f"{prefix}_temp"
             ),
-            top_p=c[2].number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key=f"{prefix}_top_p"),
+            top_p=c[2].number_input("Top-p", 0.05, 1.0, d.top_p, 0.05, key=f"{prefix}_top_p"),
             repetition_penalty=c[3].number_input(
-                "Repetition penalty", 0.5, 2.0, 1.1, 0.05, key=f"{prefix}_rep"
+                "Repetition penalty", 0.5, 2.0, d.repetition_penalty, 0.05, key=f"{prefix}_rep"
             ),
         )
 

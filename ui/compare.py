@@ -40,9 +40,14 @@ def pick_ui(con) -> tuple[int | None, str, str]:
             (m for m in ids if m != production), production
         )
     c = st.columns([1, 2, 2])
+    options = datasets["id"].tolist() or [None]
+    # Open where the latest finished comparison of the default pair is, not on the newest
+    # version (a retrain freezes one before anything is evaluated on it).
+    opening = evaluation_runs.default_dataset(con, default_a, default_b)
     dataset = c[0].selectbox(
         "Test split of dataset",
-        datasets["id"].tolist() or [None],
+        options,
+        index=options.index(opening) if opening in options else 0,
         format_func=lambda d: "new from current splits" if d is None else f"v{d}",
         key="compare_dataset",
     )

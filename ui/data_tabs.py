@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from engine.data.charts import count_bars, length_histogram
 from engine.data.clean import CleanSettings, diff_preview
 from engine.data.curation import clean_documents, preview_cleaning
 from engine.data.imports import import_file
+from engine.data.opening import check_import_path, preview_csv
 from engine.data.quality import FLAG_DESCRIPTIONS
 from engine.data.sources import ColumnMap, ImportProblem
 from engine.data.split import (
@@ -44,6 +48,100 @@ def _save_uploads(files) -> Path:
     return saved[0] if one_table else folder
 
 
+def _upload_name(files) -> str:
+    """How an upload is listed: its file's name, or its files' names (not the folder's)."""
+    names = [f.name for f in files]
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _is_csv(name: str) -> bool:
+    return name.lower().endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz"))
+
+
+def _preview(files, path: str, user, mapping: ColumnMap | None, header: bool):
+    """The column-mapping preview of the one CSV/TSV file being imported (an upload, read from
+    a temporary copy that is deleted at once, or an admin's path), remembered per file and
+    choice so reruns do not read it again; None for other sources, ImportProblem's text when the
+    file cannot be read."""
+    if files:
+        if len(files) != 1 or not _is_csv(files[0].name):
+            return None
+        key = (files[0].file_id, mapping, header)
+    elif _is_csv(path.strip()):
+        key = (path.strip(), mapping, header)
+    else:
+        return None
+    cached = st.session_state.get("data_preview")
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        if files:
+            with tempfile.TemporaryDirectory() as folder:
+                copy = Path(folder) / safe_file_name(files[0].name)
+                copy.write_bytes(files[0].getbuffer())
+                preview = preview_csv(copy, mapping, header)
+        else:
+            target = check_import_path(path.strip(), user)
+            preview = (
+                preview_csv(Path(target), mapping, header) if isinstance(target, Path) else None
+            )
+    except (ImportProblem, OSError) as e:
+        preview = plain(e)
+    st.session_state["data_preview"] = (key, preview)
+    return preview
+
+
+def _preview_ui(files, path: str, user, mapping: ColumnMap | None) -> tuple[ColumnMap | None, bool]:
+    """For one CSV/TSV file: 'No header row', the first rows and the columns the import will
+    use (chosen here when there is no header). Returns (mapping, header)."""
+    if not (files and len(files) == 1 and _is_csv(files[0].name)) and not _is_csv(path.strip()):
+        return mapping, True
+    header = not st.checkbox(
+        "No header row: the first line is data (columns are named col1, col2, …)",
+        key="data_no_header",
+    )
+    preview = _preview(files, path, user, mapping if header else None, header)
+    if preview is None or isinstance(preview, str):
+        if preview:
+            st.error(f"This file cannot be imported as it is. {preview}")
+        return mapping, header
+    if preview.warning:
+        st.warning(plain(preview.warning))
+    if not header:
+        c = st.columns(2)
+        proposed = preview.mapping or ColumnMap(preview.columns[0], "")
+        document = c[0].selectbox(
+            "The document is in",
+            preview.columns,
+            preview.columns.index(proposed.document),
+            key="data_nh_doc",
+        )
+        options = ["(none)", *preview.columns]
+        summary = c[1].selectbox(
+            "The summary is in",
+            options,
+            options.index(proposed.summary or "(none)"),
+            key="data_nh_sum",
+        )
+        mapping = ColumnMap(document, "" if summary == "(none)" else summary, "")
+        chosen = mapping
+    else:
+        chosen = preview.mapping
+    if chosen:
+        st.caption(
+            f"Preview of the first rows. Document column: **{chosen.document}**; summary "
+            f"column: **{chosen.summary or 'none'}**; title column: **{chosen.title or 'none'}**."
+        )
+    elif preview.problem:
+        st.error(plain(preview.problem))
+    names = [c[:60] for c in preview.columns]
+    if len(set(names)) < len(names):  # a table's columns must differ
+        names = [f"{i}. {name}" for i, name in enumerate(names, 1)]
+    st.dataframe(pd.DataFrame(preview.rows, columns=names), hide_index=True)
+    return mapping, header
+
+
 def import_tab(con):
     from engine.auth import can
 
@@ -66,25 +164,28 @@ def import_tab(con):
         doc_col = cols[0].text_input("Document column", key="data_doc_col")
         sum_col = cols[1].text_input("Summary column", key="data_sum_col")
         title_col = cols[2].text_input("Title column", key="data_title_col")
+    mapping = ColumnMap(doc_col, sum_col or None, title_col or None) if doc_col else None
+    mapping, header = _preview_ui(files, path, user, mapping)
     skip = st.checkbox("Skip malformed rows (and report how many)", key="data_skip_bad")
     accept = st.checkbox("Mark imported examples as accepted", key="data_accept")
     if not st.button("Import", type="primary", key="data_import", disabled=not (files or path)):
         return
-    mapping = ColumnMap(doc_col, sum_col or None, title_col or None) if doc_col else None
     source = _save_uploads(files) if files else path.strip()
-    name = source.name if files and len(files) == 1 else None
     try:
         report = import_file(
             con,
             source,
             mapping,
             skip_bad_rows=skip,
-            source_name=name,
+            source_name=_upload_name(files) if files else None,
             status="accepted" if accept else "pending",
             progress=progress_ui("Importing…"),
             user=user,
+            header=header,
         )
     except ImportProblem as e:
+        if files:  # a refused upload is not kept: its folder is this upload's alone
+            shutil.rmtree(source if source.is_dir() else source.parent, ignore_errors=True)
         st.error(f"Nothing was imported. {plain(e)}")
         return
     st.success(plain(report.message()))
@@ -112,10 +213,15 @@ def clean_tab(con):
     settings = _settings_ui()
     left, right = st.columns(2)
     if left.button("Preview", key="data_clean_preview"):
-        previews = preview_cleaning(con, settings)
-        if not previews:
+        preview = preview_cleaning(con, settings)
+        if not preview.n_changed:
             st.info("Cleaning with these settings changes no document.")
-        for p in previews:
+        else:
+            st.caption(
+                f"Showing {len(preview.documents)} of {preview.n_changed:,} documents that would "
+                f"change (of {preview.n_documents:,})."
+            )
+        for p in preview.documents:
             with st.expander(f"Document {p['id'][:12]}"):
                 lines = diff_preview(p["before"], p["after"])
                 st.code("\n".join(op + " " + line for op, line in lines), language="diff")
@@ -159,6 +265,19 @@ def overview_tab(con):
             (left if column == "n_words" else right).altair_chart(length_histogram(hist, title))
 
 
+def _accepted_note(after: dict) -> str:
+    """Why the Train page's counts can be lower than the split's: sides are dealt to every
+    example with a summary that is not rejected, training takes the accepted ones only."""
+    if not after["not_accepted"]:
+        return ""
+    return (
+        f" Training uses accepted examples only ({after['train']:,} train, "
+        f"{after['validation']:,} validation, as the Train page shows): "
+        f"{after['not_accepted']:,} examples with a summary are pending or need an edit; "
+        "accept them on Curate to train on them."
+    )
+
+
 def split_tab(con):
     st.caption(
         "Whole duplicate clusters go to one side, so no near duplicate of a test document is "
@@ -192,6 +311,7 @@ def split_tab(con):
                 + ". Examples with a summary per side: "
                 + ", ".join(f"{k} {v:,}" for k, v in counts.items())
                 + "."
+                + _accepted_note(training_data_summary(con))
             )
         except ValueError as e:
             st.error(str(e))

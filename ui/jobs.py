@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import runqueue
+from engine.jobs import runfolder, runqueue
 from store import runs as runs_store
 from ui.text import plain
 
@@ -20,13 +20,16 @@ def describe_progress(con, run_id: str) -> tuple[float, str]:
     p = runs_store.latest_event(con, run_id, "progress")
     if not p:
         return 0.0, "starting"
-    done, total = p.get("done", p.get("step", 0)), p.get("total", p.get("total_steps", 1))
-    text = f"{p.get('phase', 'working')} {done:,}/{total:,}"
+    if runfolder.event_problem(p):  # stored before events were checked: one run, not the page
+        return 0.0, "progress unreadable"
+    done = p.get("done") if p.get("done") is not None else p.get("step") or 0
+    total = p.get("total") if p.get("total") is not None else p.get("total_steps") or 1
+    text = f"{p.get('phase') or 'working'} {done:,}/{total:,}"
     if p.get("max_new_tokens") and p.get("step"):
         text += f" · token {p['step']}/{p['max_new_tokens']}"
     if p.get("eta_s") is not None:
         text += f" · about {_duration(p['eta_s'])} left"
-    return min(1.0, done / max(total, 1)), text
+    return min(1.0, max(0.0, done / max(total, 1))), text
 
 
 def _duration(seconds: float) -> str:
@@ -40,11 +43,15 @@ def _duration(seconds: float) -> str:
 
 def job_ui(con, run: dict, key: str, resumable: bool = False):
     """One job: a line with its state, a progress bar, Cancel (queued or running) and, when
-    `resumable`, Resume (cancelled or failed)."""
+    `resumable`, Resume (cancelled or failed); the buttons for its owner and admins only."""
     run_id, state = run["id"], run["state"]
+    user = st.session_state.get("user")
     cols = st.columns([4, 5, 1])
     cols[0].write(f"**{run_id}** · {state}")
-    if state == "queued":
+    if state == "queued" and not runqueue.is_ready(run):
+        what = "choosing and ranking the documents" if run["kind"] == "draft" else "its inputs"
+        cols[1].caption(f"preparing: {what}")
+    elif state == "queued":
         position = runqueue.queue_position(con, run_id)
         cols[1].caption(f"waiting: number {position} in the queue" if position else "waiting")
     elif state == "running":
@@ -54,14 +61,21 @@ def job_ui(con, run: dict, key: str, resumable: bool = False):
         st.error(plain(run["reason"]))  # a log tail may quote documents
     elif run.get("reason"):
         cols[1].caption(plain(run["reason"]))
-    if state in ("queued", "running"):
-        if cols[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
-            runqueue.cancel_run(con, run_id)
-            st.toast(f"Cancel requested for {run_id}.")
-    elif resumable and state in ("cancelled", "failed"):
-        if cols[2].button("Resume", key=f"{key}_resume_{run_id}"):
-            runqueue.resume(con, run_id)
-            st.toast(f"{run_id} queued again.")
+    if bad := runs_store.latest_event(con, run_id, "invalid_event"):
+        st.warning(f"This run wrote an event that cannot be shown: {plain(bad['problem'])}.")
+    if not runqueue.may_control(user, run):
+        return
+    try:
+        if state in ("queued", "running"):
+            if cols[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
+                runqueue.cancel_run(con, run_id, user)
+                st.toast(f"Cancel requested for {run_id}.")
+        elif resumable and state in ("cancelled", "failed"):
+            if cols[2].button("Resume", key=f"{key}_resume_{run_id}"):
+                runqueue.resume(con, run_id, user)
+                st.toast(f"{run_id} queued again.")
+    except ValueError as e:  # refused: not theirs, over the limit, still stopping
+        st.error(str(e))
 
 
 def sidebar_jobs_ui(con_factory, poller):

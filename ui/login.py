@@ -4,51 +4,72 @@ While nobody is signed in, streamlit_app.py registers every page's URL path to `
 and hides the navigation, so any URL of the app shows only the login (or set-up) form; once
 signed in, the same URL path resolves to the real page, so a deep link lands where it asked.
 
-The browser keeps the session in a cookie, set by a few lines of JavaScript through Streamlit's
-own components API (st.components.v2): Streamlit lets the app read cookies (st.context.cookies,
-from the request that opened the page) but not set them. A cookie set from JavaScript cannot
-be HttpOnly, so a script injected into the page could read it; what it would get is a token
-that is signed, SameSite=Strict, Secure over HTTPS, bound to a server-side session that ends
-on logout, after 12 idle hours and after 7 days, and that "Log out everywhere" revokes.
+The browser keeps the session in an HttpOnly, SameSite=Strict cookie that the server sets
+(ui/web.py): page scripts cannot read it. After a login the page gets a one-time code, which a
+few lines of JavaScript (st.components.v2) post to the server's cookie route. A second,
+long-lived HttpOnly cookie marks this browser as a known device of the user, which lets a
+correct password through the login backoff (engine/auth.py). The cookie is signed, bound to
+a server-side session that ends on logout, after 12 idle hours and after 7 days, and that
+"Log out everywhere" revokes.
 The signed-in user is in st.session_state["user"] ({"name", "role"}), re-checked every run.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import os
 
 import streamlit as st
 
 from engine import auth
 from engine.paths import data_dir
+from ui import web
 
+# Posts the one-time code (or the names of cookies to clear) to the server, which answers with
+# the HttpOnly cookies themselves (ui/web.py).
 _COOKIE_JS = """
 export default function ({ data }) {
   if (!data) return;
-  const secure = location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = `${data.name}=${data.value}; Path=/; Max-Age=${data.max_age}` +
-    `; SameSite=Strict${secure}`;
+  fetch(data.url, {
+    method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(data.body),
+  });
 }
 """
 _cookie_component = st.components.v2.component("tuneloop_session_cookie", js=_COOKIE_JS)
 
 
-def cookie_name() -> str:
+def cookie_name(kind: str = "session") -> str:
     # Browsers share cookies across the ports of one host: one name per app port.
-    return f"tuneloop_session_{st.get_option('server.port')}"
+    return f"tuneloop_{kind}_{st.get_option('server.port')}"
+
+
+def _request_cookie(kind: str) -> str | None:
+    value = st.context.cookies.get(cookie_name(kind))
+    return value if isinstance(value, str) else None  # AppTest has no real cookies
+
+
+def check_origin():
+    """Stop this session unless its WebSocket came from the app's own origin (ui/web.py's gate
+    refuses such sockets first; this holds if the app is served some other way)."""
+    headers = st.context.headers
+    if not headers or not headers.get("Host"):  # AppTest: no browser, no socket
+        return
+    secure = bool(st.get_option("server.sslCertFile"))
+    problem = web.origin_problem(headers.get("Origin"), headers.get("Host"), secure)
+    if problem:
+        st.error("This page may not open Tuneloop: open the app at its own address.")
+        st.stop()
 
 
 def client_address() -> str:
-    """Who is asking, for throttling: the WebSocket peer, or the nearest proxy's
-    X-Forwarded-For entry when the peer is a proxy on this machine."""
+    """Who is asking, for throttling: the WebSocket peer, or the nearest X-Forwarded-For entry
+    when the peer is a proxy named in TUNELOOP_TRUSTED_PROXIES (anyone can send the header)."""
     ip = st.context.ip_address
     ip = ip if isinstance(ip, str) else None  # AppTest has no real client
+    proxies = {p.strip() for p in os.environ.get("TUNELOOP_TRUSTED_PROXIES", "").split(",")}
     forwarded = (st.context.headers.get("X-Forwarded-For") or "").split(",")[-1].strip()
-    try:
-        local = ip is None or ipaddress.ip_address(ip.removeprefix("::ffff:")).is_loopback
-    except ValueError:
-        local = False
-    return forwarded if local and forwarded else ip or "local"
+    return forwarded if forwarded and ip in proxies else ip or "local"
 
 
 def signed_in_user(con) -> dict | None:
@@ -56,8 +77,7 @@ def signed_in_user(con) -> dict | None:
     browser sent when the page was opened), or None."""
     cookie = st.session_state.get("login_cookie")
     if cookie is None:  # "" after a logout: the cookie the page was opened with is spent
-        cookie = st.context.cookies.get(cookie_name())
-        cookie = cookie if isinstance(cookie, str) else None  # AppTest has no real cookies
+        cookie = _request_cookie("session")
     user = auth.session_user(con, cookie)
     if user is None:
         st.session_state.pop("user", None)
@@ -71,21 +91,29 @@ def signed_in_user(con) -> dict | None:
 
 
 def cookie_ui():
-    """Hand the session cookie to the browser (or clear a spent one). Draws nothing."""
-    cookie = st.session_state.get("login_cookie")
-    if cookie:
-        max_age = int(auth.session_limits()[1])
-        data = {"name": cookie_name(), "value": cookie, "max_age": max_age}
+    """Have the server set a new session cookie (or clear a spent one). Draws nothing."""
+    base = web.base_path().rstrip("/")
+    code = st.session_state.get("login_cookie_code")
+    if code and not web.code_pending(code):  # the browser has fetched its cookies
+        del st.session_state["login_cookie_code"]
+        code = None
+    if code:
+        data = {"url": base + web.SESSION_ROUTE, "body": {"code": code}}
+        key = hashlib.sha256(code.encode()).hexdigest()[:12]  # "__" may not be in a key
     elif st.session_state.pop("login_clear_cookie", False):
-        data = {"name": cookie_name(), "value": "", "max_age": 0}
+        data, key = {"url": base + web.LOGOUT_ROUTE, "body": {"names": [cookie_name()]}}, "out"
     else:
         return
-    _cookie_component(data=data, key="login_cookie_js", height=0)
+    _cookie_component(data=data, key=f"login_cookie_js_{key}", height=0)
 
 
 def _sign_in(con, user: dict):
-    st.session_state["login_cookie"] = auth.start_session(con, user["name"], client_address())
+    cookie = auth.start_session(con, user["name"], client_address())
+    st.session_state["login_cookie"] = cookie
     st.session_state["user"] = user
+    device = (cookie_name("device"), auth.device_token(con, user["name"]), auth.DEVICE_DAYS * 86400)
+    session = (cookie_name(), cookie, int(auth.session_limits()[1]))
+    st.session_state["login_cookie_code"] = web.offer_cookies([session, device])
     st.rerun()  # the same URL path now resolves to the real page
 
 
@@ -143,7 +171,8 @@ def _login_form(con):
         password = st.text_input("Password", type="password", key="login_password")
         if st.form_submit_button("Log in", type="primary"):
             try:
-                user = auth.check_login(con, name.strip(), password, client_address())
+                known = auth.known_device(con, _request_cookie("device"), name.strip())
+                user = auth.check_login(con, name.strip(), password, client_address(), known)
             except auth.AuthProblem as e:
                 st.error(str(e))
                 return
@@ -161,6 +190,7 @@ def log_out(con, everywhere: bool = False):
     else:
         auth.end_session(con, cookie)
     st.session_state.pop("user", None)
+    st.session_state.pop("login_cookie_code", None)
     st.session_state["login_cookie"] = ""
     st.session_state["login_clear_cookie"] = True
     st.rerun()

@@ -97,6 +97,12 @@ def config_ui(default: TrainConfig) -> TrainConfig | None:
             key="train_checkpointing",
             help="Less memory, about 30% slower.",
         )
+        v["rouge_last_eval_only"] = c[0].checkbox(
+            "Validation summaries at the last evaluation only",
+            v["rouge_last_eval_only"],
+            key="train_rouge_last",
+            help="Saves minutes on a CPU; the test-split evaluation after training scores them.",
+        )
         trackers = installed_trackers()
         v["report_to"] = st.multiselect(
             "Experiment trackers (installed ones)",

@@ -74,18 +74,28 @@ def _corpus_repeats(con) -> frozenset[str]:
     return repeated_lines(texts)
 
 
-def preview_cleaning(con, settings: CleanSettings, limit: int = 5) -> list[dict]:
-    """Documents whose cleaned text would change, with before and after, changing nothing."""
+@dataclass
+class CleanPreview:
+    documents: list[dict]  # the first `limit` that would change: id, before (stored), after
+    n_changed: int  # how many documents Apply would change (as clean_documents counts them)
+    n_documents: int
+
+
+def preview_cleaning(con, settings: CleanSettings, limit: int = 5) -> CleanPreview:
+    """What cleaning with `settings` would do, changing nothing: every document whose stored
+    cleaned text would change is counted (as Apply counts them), the first `limit` are shown."""
     repeats = _corpus_repeats(con)
-    out = []
-    for batch in docs_store.iter_texts(con, "raw_text"):
-        for doc_id, text in zip(batch["id"], batch["text"]):
+    out, n_changed, n = [], 0, 0
+    raw, stored = docs_store.iter_texts(con, "raw_text"), docs_store.iter_texts(con, "clean_text")
+    for batch, current in zip(raw, stored):  # the same ids in the same order
+        for doc_id, text, before in zip(batch["id"], batch["text"], current["text"]):
+            n += 1
             after = clean_text(text, settings, repeats)
-            if after != text:
-                out.append({"id": doc_id, "before": text, "after": after})
-                if len(out) >= limit:
-                    return out
-    return out
+            if after != before:
+                n_changed += 1
+                if len(out) < limit:
+                    out.append({"id": doc_id, "before": before, "after": after})
+    return CleanPreview(out, n_changed, n)
 
 
 def refresh_flags(con, context_window: int | None = None, since_id: int = 0):

@@ -15,6 +15,7 @@ import threading
 
 from engine.audit import record
 from engine.auth import check
+from engine.data.sources import edit_problem
 from store import audit as audit_store
 from store import examples as examples_store
 from store import history as history_store
@@ -48,18 +49,29 @@ def save_example(
     user: dict | None,
 ) -> int:
     """Save an editor's summary, status and tags over the version it started from. Raises
-    StaleEdit, changing nothing, when the example has moved on. Returns the new version (the
-    same one when nothing changed). An empty summary means "no reference yet"."""
+    StaleEdit, changing nothing, when the example has moved on, unless it already holds exactly
+    what is being saved (a second click of Save): that is a success. Returns the new version
+    (the same one when nothing changed). An empty summary means "no reference yet". A summary
+    or tags over the limits (sources.edit_problem) raise ValueError, changing nothing."""
     check(user, "edit")
     summary = (summary or "").strip() or None
     tags = sorted({t.strip() for t in tags if t.strip()})
+    if problem := edit_problem(summary, tags):
+        raise ValueError(f"Not saved: {problem}")
+    changes = {"summary": summary, "status": status, "tags": tags}
     with _lock, transaction(con):
         current = examples_store.get_state(con, example_id)
         if current is None:
             raise ValueError(f"There is no example {example_id}.")
+        stored = {
+            "summary": current["summary"],
+            "status": current["status"],
+            "tags": sorted(current["tags"] or []),
+        }
+        if stored == changes:  # nothing to change, whoever saved it
+            return current["version"]
         if current["version"] != base_version:
             raise StaleEdit(example_id, base_version, current)
-        changes = {"summary": summary, "status": status, "tags": tags}
         return examples_store.update_example(con, example_id, changes, user["name"])
 
 
@@ -128,6 +140,8 @@ def bulk_add_tag(con, example_ids: list[int], tag: str, user: dict | None) -> tu
     tag = tag.strip()
     if not tag:
         raise ValueError("The tag is empty: type a tag to add.")
+    if problem := edit_problem(None, [tag]):
+        raise ValueError(f"Nothing was tagged: {problem}")
     with _lock, transaction(con):
         batch = history_store.start_batch(
             con, f"Tag {len(example_ids):,} examples with {tag!r}", user["name"]

@@ -61,6 +61,7 @@ def import_file(
     batch_size: int = 5000,
     check: bool = True,
     user: dict | None = CONSOLE,
+    header: bool = True,
 ) -> ImportReport:
     """Import documents and summaries from a file, folder or Hugging Face dataset.
 
@@ -68,11 +69,12 @@ def import_file(
     examples by document + summary). With `check`, the new examples' quality flags are computed
     in the same transaction (a separate pass, timed on its own in bench/curation.py). Raises
     ImportProblem, storing nothing, on bad input. `user`: CONSOLE for the CLI (any path), else
-    the web app's signed-in user, whom `engine.importers.check_import_path` confines."""
+    the web app's signed-in user, whom `engine.importers.check_import_path` confines.
+    `header` False: a CSV/TSV file has no header row (its columns are col1…colN)."""
     started = time.perf_counter()
     source = source_name or Path(str(path)).name
     try:
-        src = open_source(path, mapping, skip_bad_rows, user=user)
+        src = open_source(path, mapping, skip_bad_rows, user=user, header=header)
         report = _store_records(con, src, source, status, progress, batch_size, check, user)
     except OSError as e:  # an unreadable file: permissions, a disk error
         raise ImportProblem(

@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.auth import CONSOLE  # the `user` of the CLI: any readable path
+from engine.data import sources
 from engine.data.sources import (
     EXTENSIONS,
     SPLIT_ADVICE,
@@ -30,8 +32,10 @@ from engine.data.sources import (
     Record,
     Table,
     _check_types,
+    header_warning,
     max_document_bytes,
     resolve_mapping,
+    rows_problem,
     size_problem,
     to_record,
 )
@@ -56,11 +60,14 @@ class Source:
 
     def batches(self, batch_size: int = 5000) -> Iterator[tuple[list[Record], int]]:
         """Yield (records, progress so far in the unit of `total`). Raises ImportProblem at the
-        first bad row unless skipping bad rows, which records them in `skipped` instead."""
+        first bad row unless skipping bad rows, which records them in `skipped` instead, and
+        at the row after MAX_ROWS."""
         self.skipped = list(self._table.ignored)
         batch: list[Record] = []
         done = 0
-        for ref, where, row, done in self._table.rows(self.mapping):
+        for n, (ref, where, row, done) in enumerate(self._table.rows(self.mapping), 1):
+            if n > sources.MAX_ROWS:
+                raise rows_problem(ref.rsplit(":", 1)[0])
             try:
                 if isinstance(row, BadRow):
                     raise row
@@ -80,18 +87,65 @@ class Source:
             yield batch, done
 
 
+@dataclass
+class Preview:
+    """What importing a CSV/TSV file would read, shown before the import."""
+
+    columns: list[str]
+    rows: list[list[str]]  # the first rows' fields, in the order of `columns`
+    mapping: ColumnMap | None  # the columns the import would use; None when none fits
+    problem: str | None  # why there is no mapping, for people
+    warning: str | None  # the header looks like data (sources.header_warning)
+
+
+def preview_csv(
+    path: Path, mapping: ColumnMap | None = None, header: bool = True, n_rows: int = 5
+) -> Preview:
+    """The first `n_rows` rows of a CSV/TSV file as an import would read them, the column
+    mapping it would use and a warning when the header looks like data. Without a header and
+    without a mapping, the column with the longest values is proposed as the document and the
+    next longest as the summary. Raises ImportProblem when the file cannot be read at all."""
+    from engine.data import readers
+
+    table = readers.csv_table(path, header)
+    rows: list[list[str]] = []
+    for _, _, row, _ in table.rows(ColumnMap("")):
+        if len(rows) >= n_rows:
+            break
+        if not isinstance(row, BadRow):
+            rows.append([row.get(c, "") for c in table.columns])
+    if not header and mapping is None:
+        order = sorted(range(len(table.columns)), key=lambda i: -_median_length(rows, i))
+        longest = [table.columns[i] for i in order]
+        mapping = ColumnMap(longest[0], longest[1] if len(longest) > 1 else "", "")
+    warning = header_warning(table.columns, rows) if header else None
+    try:
+        chosen = resolve_mapping(mapping, table.columns, table.types)
+        _check_types(chosen, table.types or {}, path.name)
+    except ImportProblem as e:
+        return Preview(table.columns, rows, None, str(e), warning)
+    return Preview(table.columns, rows, chosen, None, warning)
+
+
+def _median_length(rows: list[list[str]], i: int) -> int:
+    lengths = sorted(len(r[i]) for r in rows)
+    return lengths[len(lengths) // 2] if lengths else 0
+
+
 def open_source(
     path_or_name: str | Path,
     mapping: ColumnMap | None = None,
     skip_bad_rows: bool = False,
     hf_split: str = "train",
     user: dict | None = CONSOLE,
+    header: bool = True,
 ) -> Source:
     """Open a .jsonl/.json(.gz), .csv/.tsv(.gz) or .parquet file, a folder of .txt/.md/.pdf files
     (or one such file), or a Hugging Face dataset (a folder saved with `save_to_disk`, or a hub
     name). Raises ImportProblem when the source cannot be imported as it is. Documents read
     from files have no columns: a mapping is ignored for them. `user`: CONSOLE (the CLI), or
-    the web app's signed-in user (None when nobody is), confined by `check_import_path`."""
+    the web app's signed-in user (None when nobody is), confined by `check_import_path`.
+    `header` False: a CSV/TSV file's first line is data, its columns col1…colN."""
     from engine.data import documents, hub, readers
     from engine.paths import import_dirs
 
@@ -107,6 +161,8 @@ def open_source(
     elif kind == "folder":  # each file is a document: no column mapping
         table = documents.folder_table(path, dirs)
         return Source(kind, table, ColumnMap("document", None, "title"), skip_bad_rows)
+    elif kind == "csv":
+        table = readers.csv_table(path, header)
     else:
         table = getattr(readers, f"{kind}_table")(path)
     try:

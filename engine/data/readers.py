@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.data import sources
-from engine.data.sources import LARGE_ADVICE, BadRow, ColumnMap, ImportProblem, Table, over_limit
+from engine.data.sources import (
+    LARGE_ADVICE,
+    BadRow,
+    ColumnMap,
+    ImportProblem,
+    Table,
+    over_limit,
+    parquet_problem,
+    unpacked_problem,
+)
 
 PEEK_ROWS = 100  # JSONL/CSV rows read up front to find the columns and which hold numbers
 
@@ -42,11 +51,11 @@ def text_lines(path: Path, limit: int) -> Iterator[tuple[int, str | None, int]]:
     """(line number, text, bytes read so far) of a UTF-8 or UTF-16 file, unpacking .gz on the
     way. A line over `limit` bytes (characters in UTF-16) is never held whole: it comes as None.
     A byte-order mark and NULs are dropped; the first byte that is not UTF-8 raises
-    ImportProblem."""
+    ImportProblem, and so does a .gz file that unpacks to more than sources.MAX_BYTES."""
     gz = path.name.lower().endswith(".gz")
     encoding = sniff_encoding(_head(path, gz))
     with open(path, "rb") as raw:
-        stream = gzip.GzipFile(fileobj=raw) if gz else raw
+        stream = unpacked = gzip.GzipFile(fileobj=raw) if gz else raw
         if encoding != "utf-8":
             stream = io.TextIOWrapper(stream, encoding=encoding, newline="\n")
         newline = b"\n" if encoding == "utf-8" else "\n"
@@ -56,10 +65,14 @@ def text_lines(path: Path, limit: int) -> Iterator[tuple[int, str | None, int]]:
             while line := stream.readline(limit + 1):
                 number += 1
                 start, offset = offset, offset + len(line)
+                if gz and unpacked.tell() > sources.MAX_BYTES:  # its position counts unpacked bytes
+                    raise unpacked_problem(path.name, unpacked.tell())
                 if len(line) > limit and not line.endswith(newline):
                     while line and not line.endswith(newline):  # skip the rest, bounded
                         line = stream.readline(SKIP_CHUNK)
                         offset += len(line)
+                        if gz and unpacked.tell() > sources.MAX_BYTES:
+                            raise unpacked_problem(path.name, unpacked.tell())
                     yield number, None, offset if counted else raw.tell()
                     continue
                 if encoding == "utf-8":
@@ -208,26 +221,36 @@ def _too_deep(value) -> bool:
 
 
 # --- CSV and TSV ---------------------------------------------------------------------------
-def csv_table(path: Path) -> Table:
+def csv_table(path: Path, header: bool = True) -> Table:
+    """A CSV/TSV file whose first record names the columns, or, with `header` False, whose
+    every record is a row and whose columns are named col1…colN (sources.headless_columns)."""
     limit = sources.max_document_bytes()
     records = _csv_records(path, limit)
-    header = next(records, None)
+    first = next(records, None) if header else None
     peeked = [fields for _, (_, _, fields) in zip(range(PEEK_ROWS), records)]
     records.close()
-    if header is None:
+    if first is None and (header or not peeked):
         raise ImportProblem(f"{path.name} has no rows: the file is empty.")
-    if header[2] is None:
+    if header and first[2] is None:
         raise ImportProblem(f"{path.name}: the header line is {over_limit(limit)}.")
-    columns = [c.strip() for c in header[2]]
+    if header:
+        columns = [c.strip() for c in first[2]]
+    else:
+        columns = sources.headless_columns(max(len(f or []) for f in peeked))
     if not peeked:
         raise ImportProblem(f"{path.name} has a header ({', '.join(columns)}) but no rows.")
     types = _peeked_types([dict(zip(columns, fields)) for fields in peeked if fields])
-    return Table(columns, path.stat().st_size, lambda _: _csv_rows(path, columns, limit), types)
+
+    def rows(_mapping: ColumnMap):
+        return _csv_rows(path, columns, limit, header)
+
+    return Table(columns, path.stat().st_size, rows, types)
 
 
-def _csv_rows(path: Path, columns: list[str], limit: int):
+def _csv_rows(path: Path, columns: list[str], limit: int, header: bool = True):
     records = _csv_records(path, limit)
-    next(records)  # the header
+    if header:
+        next(records)
     for line, done, fields in records:
         ref, where = f"{path.name}:{line}", f"{path.name}, line {line}"
         if fields is None:
@@ -238,8 +261,8 @@ def _csv_rows(path: Path, columns: list[str], limit: int):
             row = BadRow(
                 ref,
                 where,
-                f"{len(fields)} fields but the header has {len(columns)}; a field holding the "
-                "delimiter must be in double quotes",
+                f"{len(fields)} fields but the {'header has' if header else 'first rows have'} "
+                f"{len(columns)}; a field holding the delimiter must be in double quotes",
             )
         else:
             row = dict(zip(columns, fields))  # missing trailing fields read as empty
@@ -316,6 +339,9 @@ def parquet_table(path: Path) -> Table:
     def rows(mapping: ColumnMap):
         index = 0
         with pq.ParquetFile(path) as pf:
+            limit = sources.max_document_bytes()
+            if problem := parquet_problem(path.name, pf.metadata, _wanted(mapping), limit):
+                raise problem
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=_wanted(mapping)):
                 for row in batch.to_pylist():
                     where = f"{path.name}, row index {index}"

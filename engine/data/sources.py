@@ -17,6 +17,10 @@ Decisions:
 - Hostile input is a bad row, never a crash: one line, record or file over the document limit
   (TUNELOOP_MAX_DOCUMENT_BYTES, default 2 MB) is refused without being held in memory whole,
   JSON nested too deeply is refused, NUL characters are dropped from the text.
+- Packed input is held to the limits of unpacked input: a .gz file may unpack to at most
+  MAX_BYTES (a 382 KB gzip can hold gigabytes), and a Parquet file's metadata is checked before a
+  column is read (`parquet_problem`: a 9.7 KB file can hold a 300 MB cell). No import takes more
+  than MAX_ROWS rows.
 """
 
 from __future__ import annotations
@@ -27,10 +31,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_BYTES = 512 * 1024 * 1024  # larger files are refused up front: split them
+MAX_BYTES = 512 * 1024 * 1024  # larger files (unpacked: .gz, Parquet) are refused: split them
+
+
+# Rows one import may hold: ten times BillSum's training set, far more than a team reviews, and
+# small enough that one import's transaction stays within memory.
+MAX_ROWS = 200_000
 
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # one line, record or text file; TUNELOOP_MAX_DOCUMENT_BYTES
+
+
+# Tags on one example, and characters in one tag: enough to sort a set by hand, never a dump.
+MAX_TAGS = 50
+MAX_TAG_CHARS = 64
 
 
 DOCUMENT_NAMES = (
@@ -120,6 +134,25 @@ def max_document_bytes() -> int:
     return int(text)
 
 
+def edit_problem(summary: str | None, tags: list[str]) -> str | None:
+    """Why an edit of one example cannot be stored, or None: a summary is held to the limit
+    for one document of an import (`max_document_bytes`), tags to MAX_TAGS of MAX_TAG_CHARS."""
+    limit = max_document_bytes()
+    if summary is not None and len(summary) > limit:
+        return (
+            f"The summary is {len(summary):,} characters, {over_limit(limit)}: shorten it "
+            "(a summary is shorter than its document)."
+        )
+    if len(tags) > MAX_TAGS:
+        return f"{len(tags):,} tags are more than the {MAX_TAGS} one example may have: use fewer."
+    if long := [t for t in tags if len(t) > MAX_TAG_CHARS]:
+        return (
+            f"The tag '{long[0][:40]}…' is {len(long[0]):,} characters, over the "
+            f"{MAX_TAG_CHARS} a tag may have: shorten it."
+        )
+    return None
+
+
 def over_limit(limit: int) -> str:
     """The end of a bad row's reason: "over the 2 MB limit for one document"."""
     unit, name = next((u, n) for u, n in ((2**20, "MB"), (1024, "KB"), (1, "bytes")) if limit >= u)
@@ -132,6 +165,78 @@ def size_problem(path: Path) -> str | None:
     if size <= MAX_BYTES:
         return None
     return f"is {size / 2**20:,.1f} MB, over the {MAX_BYTES / 2**20:,.0f} MB limit for one file"
+
+
+def unpacked_problem(name: str, unpacked: int) -> ImportProblem:
+    """The refusal of a packed file that unpacks to more than MAX_BYTES."""
+    return ImportProblem(
+        f"{name} unpacks to more than {MAX_BYTES / 2**20:,.0f} MB ({unpacked / 2**20:,.1f} MB "
+        f"so far), over the limit for one file. {SPLIT_ADVICE}"
+    )
+
+
+def rows_problem(name: str) -> ImportProblem:
+    return ImportProblem(
+        f"{name} has more than {MAX_ROWS:,} rows, over the limit for one import. {SPLIT_ADVICE}"
+    )
+
+
+def parquet_problem(name: str, metadata, columns: list[str], limit: int) -> ImportProblem | None:
+    """Why the Parquet file described by `metadata` (pyarrow FileMetaData) cannot be read for
+    `columns` without unpacking too much, judged before a value is read: its rows over MAX_ROWS,
+    the columns' unpacked bytes over MAX_BYTES, or a row group's column of more bytes than a row
+    can take (then some value in it is over `limit`, the limit for one document). None if fine.
+    The sizes are the writer's; the cells are checked again as they are read (`to_record`)."""
+    if metadata.num_rows > MAX_ROWS:
+        return rows_problem(name)
+    # A value within the limit (characters) is at most 4 bytes a character in UTF-8, plus its
+    # length prefix and levels: more per row than that means some value is over the limit.
+    per_row, wanted, total = 4 * limit + 64, set(columns), 0
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            column = chunk.path_in_schema.split(".")[0]
+            if column not in wanted:
+                continue
+            total += chunk.total_uncompressed_size
+            if chunk.total_uncompressed_size > max(group.num_rows, 1) * per_row:
+                return ImportProblem(
+                    f"{name}, column '{column}': row group {g} unpacks to "
+                    f"{chunk.total_uncompressed_size / 2**20:,.1f} MB for {group.num_rows:,} "
+                    f"rows, so a value in it is {over_limit(limit)}. Shorten or split that "
+                    "document (or raise TUNELOOP_MAX_DOCUMENT_BYTES where the app runs), and "
+                    "import again."
+                )
+    if total > MAX_BYTES:
+        return unpacked_problem(name, total)
+    return None
+
+
+def headless_columns(n: int) -> list[str]:
+    """The names of a CSV file's columns when its first line is data: col1…colN."""
+    return [f"col{i}" for i in range(1, n + 1)]
+
+
+def header_warning(columns: list[str], rows: list[list[str]]) -> str | None:
+    """Why a CSV file's first line looks like data rather than column names, or None: none of
+    its names is a known column name (DOCUMENT_NAMES, …), and one is as long as a document, i.e.
+    a sentence (over 40 characters or 6 words), or at least half as long as the column's typical
+    value in the first `rows` where those are long."""
+    known = {*DOCUMENT_NAMES, *SUMMARY_NAMES, *TITLE_NAMES}
+    if any(c.strip().lower() in known for c in columns):
+        return None
+    for i, name in enumerate(columns):
+        lengths = sorted(len(r[i]) for r in rows if i < len(r) and r[i].strip())
+        typical = lengths[len(lengths) // 2] if lengths else 0
+        if len(name) > 40 or len(name.split()) > 6 or (typical >= 40 and len(name) >= typical / 2):
+            shown = name if len(name) <= 60 else name[:59] + "…"
+            return (
+                f"The first line looks like data, not column names: its column {i + 1} is "
+                f"'{shown}'. If the file has no header row, tick 'No header row' so that line is "
+                "imported too, and choose the document and summary columns."
+            )
+    return None
 
 
 def detect_columns(columns: list[str], types: dict[str, str] | None = None) -> ColumnMap:

@@ -8,11 +8,19 @@ creating `cancel`, and after a restart re-attaches to a live worker or marks a d
 with the tail of its log.
 
 Worker side: `RunWriter(run_dir)` appends events, checks `cancel_requested()`, sets the status.
+
+A run folder may be damaged from outside (a full disk, a hand edit). A worker holds an exclusive
+`flock` on `worker.lock` for as long as it lives (taken before it starts, inherited by it), so
+a second worker never starts on the same folder, and a status that cannot be read is "unknown"
+while a worker holds the run, never "queued". Events are checked as they are read
+(`event_problem`): a malformed one becomes an `invalid_event` note on its run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,6 +31,13 @@ from pathlib import Path
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
+LOCK = "worker.lock"
+# Progress fields every page reads (ui/jobs.py): numbers when present.
+PROGRESS_NUMBERS = ("done", "total", "eta_s", "step", "max_new_tokens", "total_steps")
+
+
+class WorkerBusy(RuntimeError):
+    """A worker already holds the run folder."""
 
 
 def read_json(path: Path, default=None):
@@ -71,7 +86,8 @@ class RunWriter:
         assert state in STATES, state
         if self.silent:
             return
-        status = read_json(self.run_dir / "status.json", {}) | {"state": state, **extra}
+        status, _ = read_status(self.run_dir)
+        status = (status or {}) | {"state": state, **extra}
         status["reason"] = reason
         status["updated"] = time.time()
         write_json(self.run_dir / "status.json", status)
@@ -80,9 +96,44 @@ class RunWriter:
         return (self.run_dir / "cancel").exists()
 
 
+def _finite(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def event_problem(event) -> str | None:
+    """What is wrong with an event, None when pages can show it: a JSON object with a type,
+    a finite time and, for progress, finite numbers and a text phase."""
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        return "no type"
+    if "time" in event and not _finite(event["time"]):
+        return "its time is not a finite number"
+    if event["type"] == "progress":
+        for name in PROGRESS_NUMBERS:
+            if event.get(name) is not None and not _finite(event[name]):
+                return f"progress field {name!r} is not a finite number ({str(event[name])[:40]!r})"
+        if not isinstance(event.get("phase", ""), str):
+            return "progress phase is not text"
+    return None
+
+
+def events_size(run_dir: str | Path) -> int:
+    try:
+        return (Path(run_dir) / "events.jsonl").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
     """Events from byte offset `start`; returns (events, next offset). Ignores a partial last
-    line, which the worker is still writing."""
+    line, which the worker is still writing. An event that `event_problem` refuses comes back
+    as {"type": "invalid_event", "problem", "line"}: the run shows it, every page goes on."""
     path = Path(run_dir) / "events.jsonl"
     if not path.exists():
         return [], start
@@ -96,8 +147,10 @@ def read_events(run_dir: str | Path, start: int = 0) -> tuple[list[dict], int]:
             event = json.loads(line)
         except ValueError:  # a line torn by a killed worker: skip it, keep the rest
             continue
-        if isinstance(event, dict):
-            events.append(event)
+        if (problem := event_problem(event)) is not None:
+            text = line[:200].decode("utf-8", "replace")
+            event = {"time": time.time(), "type": "invalid_event", "problem": problem, "line": text}
+        events.append(event)
     return events, start + end
 
 
@@ -157,19 +210,45 @@ def start_worker(
     """Start `python -m engine ARGS` (under `launcher` when given) for a run in its own process
     group; return its pid."""
     run_dir = Path(run_dir)
-    (run_dir / "cancel").unlink(missing_ok=True)  # a resumed run starts without the old request
-    log = open(run_dir / "worker.log", "ab")
-    proc = subprocess.Popen(
-        worker_command(args, launcher),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[2],  # the repository root
-        env=(os.environ | (env or {})),
-        start_new_session=True,
-    )
+    lock = open(run_dir / LOCK, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise WorkerBusy(f"A worker already holds {run_dir}.") from None
+    try:
+        (run_dir / "cancel").unlink(missing_ok=True)  # a resumed run starts without the old one
+        with open(run_dir / "worker.log", "ab") as log:
+            # The worker inherits the locked file: the lock lives exactly as long as it does.
+            proc = subprocess.Popen(
+                worker_command(args, launcher),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=Path(__file__).resolve().parents[2],  # the repository root
+                env=(os.environ | (env or {})),
+                start_new_session=True,
+                pass_fds=(lock.fileno(),),
+            )
+    finally:
+        lock.close()  # ours only; the worker's copy keeps the lock
     RunWriter(run_dir).set_status("running", pid=proc.pid, started=time.time())
     return proc.pid
+
+
+def worker_holds(run_dir: str | Path) -> bool:
+    """Whether a live worker holds the run folder's lock."""
+    try:
+        lock = open(Path(run_dir) / LOCK, "a")
+    except OSError:  # no folder: nobody holds it
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -202,18 +281,43 @@ class RunState:
     pid: int | None
 
 
+def read_status(run_dir: str | Path) -> tuple[dict | None, str | None]:
+    """(status, None), or (None, what is wrong) when status.json is missing or unreadable."""
+    path = Path(run_dir) / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, "status.json is missing"
+    except (OSError, ValueError) as e:
+        return None, f"status.json cannot be read ({type(e).__name__})"
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        return None, "status.json holds no known state"
+    if not isinstance(status.get("pid"), (int, type(None))) or isinstance(status.get("pid"), bool):
+        return None, "status.json holds a pid that is not a number"
+    if not isinstance(status.get("reason"), (str, type(None))):
+        status["reason"] = str(status["reason"])
+    return status, None
+
+
 def poll(run_dir: str | Path) -> RunState:
-    """The run's state; a 'running' run whose worker died is marked failed with its log tail."""
+    """The state of a run the app started. "unknown" while a worker holds the run but its
+    status cannot be read (never "queued": that would start a second worker). A run whose
+    worker is gone without a final state is marked failed, with its log tail."""
     run_dir = Path(run_dir)
-    status = read_json(run_dir / "status.json", {"state": "queued"})
-    state, pid = status.get("state", "queued"), status.get("pid")
-    if state == "running" and not pid_alive(pid):
-        reason = "The worker stopped without finishing. Last lines of its log:\n" + log_tail(
-            run_dir
-        )
-        RunWriter(run_dir).set_status("failed", reason)
-        return RunState("failed", reason, pid)
-    return RunState(state, status.get("reason"), pid)
+    status, problem = read_status(run_dir)
+    held = worker_holds(run_dir)
+    if status is None:
+        if held:
+            return RunState("unknown", f"{problem}; its worker is still running.", None)
+        reason = f"The run folder is damaged: {problem}, and no worker holds it."
+    else:
+        state, pid = status["state"], status.get("pid")
+        if state in FINAL or held or pid_alive(pid):
+            return RunState(state, status.get("reason"), pid)
+        reason = "The worker stopped without finishing."
+    reason += " Last lines of its log:\n" + log_tail(run_dir)
+    RunWriter(run_dir).set_status("failed", reason)
+    return RunState("failed", reason, None if status is None else status.get("pid"))
 
 
 def request_cancel(run_dir: str | Path, grace_s: float = 0.0):
@@ -221,7 +325,7 @@ def request_cancel(run_dir: str | Path, grace_s: float = 0.0):
     not stopped by then."""
     run_dir = Path(run_dir)
     (run_dir / "cancel").touch()
-    pid = read_json(run_dir / "status.json", {}).get("pid")
+    pid = (read_status(run_dir)[0] or {}).get("pid")
     deadline = time.time() + grace_s
     while grace_s and time.time() < deadline and pid_alive(pid):
         time.sleep(0.2)

@@ -3,6 +3,9 @@ it; the worker (engine/labelling/worker.py) never opens the database: it reads d
 appends drafts.jsonl, which `ingest_drafts` stores. Drafting waits in the shared job queue
 (engine/jobs/runqueue.py) like training and evaluation; each user may have at most
 `max_drafting_runs()` drafting runs queued or running, and two runs never draft the same document.
+Starting returns at once: `start_drafting` queues the run unprepared, and the app's poller
+(engine/scheduler.py) calls `prepare_drafting`, which ranks the documents (embedding them can
+take a minute on a CPU) and exports the run's share before the queue starts the worker.
 
 Run: python -m engine draft [--model ID] [--limit N]
 """
@@ -10,13 +13,13 @@ Run: python -m engine draft [--model ID] [--limit N]
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from engine.jobs import runqueue
+from engine.jobs import runfolder, runqueue
+from engine.labelling import ordering
 from engine.models.generation import GenerationSettings
 from engine.models.registry import current_prompt, resolve
 from store import labelling as label_store
@@ -25,21 +28,13 @@ from store import runs as runs_store
 
 def max_drafting_runs() -> int:
     """How many drafting runs one user may have queued or running at once."""
-    return max(1, int(os.environ.get("TUNELOOP_MAX_DRAFT_RUNS_PER_USER", "1")))
+    return runqueue.max_runs_per_user("draft")
 
 
 def check_drafting_limit(con, user: str | None):
     """Refuse a new drafting run for a user who already has the allowed number waiting or
-    running: drafting goes through the shared queue, and one person must not fill it."""
-    if user is None:  # the CLI: the machine's owner
-        return
-    mine = runs_store.list_runs(con, kind="draft", states=("queued", "running"))
-    mine = mine[mine["created_by"] == user]
-    if len(mine) >= max_drafting_runs():
-        raise ValueError(
-            f"You already have {len(mine)} drafting run(s) waiting or running "
-            f"({', '.join(mine['id'])}): wait for it to finish or cancel it first."
-        )
+    running (the rule lives in the queue, which also applies it to Resume)."""
+    runqueue.check_user_limit(con, "draft", user)
 
 
 def documents_being_drafted(con) -> set[str]:
@@ -62,15 +57,12 @@ def start_drafting(
     limit: int | None = None,
     user: str | None = None,
 ) -> str:
-    """Export the documents to draft into a new run folder and start the worker."""
+    """Queue a drafting run and return at once: the checks here are cheap (the limit, that
+    something is left to draft, the model's name); ranking the documents (which embeds them,
+    up to a minute on a CPU) and exporting them is `prepare_drafting`, done by the app's
+    poller before the queue starts the worker."""
     check_drafting_limit(con, user)
-    docs = label_store.documents_to_draft(con, only_missing=only_missing)
-    docs = docs[~docs["document_id"].isin(documents_being_drafted(con))]
-    docs = docs.head(limit) if limit else docs
-    if docs.empty:
-        raise ValueError(
-            "No documents to draft: every document has a summary, a draft or a drafting run."
-        )
+    _choose_documents(con, only_missing, limit, ordered=False)  # raises when none is left
     ref = resolve(con, model_id)
     version, instruction = current_prompt(con)
     config = {
@@ -80,15 +72,42 @@ def start_drafting(
         "instruction": instruction,
         "prompt_version": version,
         "generation": asdict(settings),
-        "n_documents": len(docs),
+        "only_missing": only_missing,
+        "limit": limit,
     }
     with runqueue.preparing():
-        run_id, run_dir = runqueue.new_run(
-            con, "draft", config, user, ["draft-worker", "{run_dir}"]
+        run_id, _ = runqueue.new_run(
+            con, "draft", config, user, ["draft-worker", "{run_dir}"], ready=False
         )
-        docs.to_json(run_dir / "documents.jsonl", orient="records", lines=True, force_ascii=False)
-        runqueue.pump(con)
     return run_id
+
+
+_SELECTION = ("only_missing", "limit")  # the app's choice of documents, not the worker's config
+
+
+def _choose_documents(con, only_missing: bool, limit: int | None, ordered=None) -> pd.DataFrame:
+    docs = label_store.documents_to_draft(con, only_missing=only_missing, ordered=ordered)
+    docs = docs[~docs["document_id"].isin(documents_being_drafted(con))]
+    docs = docs.head(limit) if limit else docs
+    if docs.empty:
+        raise ValueError(
+            "No documents to draft: every document has a summary, a draft or a drafting run."
+        )
+    return docs
+
+
+def prepare_drafting(con, run: dict, embed=None):
+    """Rank the documents (when the order is stale) and export the run's share of them, most
+    useful first, to documents.jsonl; the poller calls it, then the queue starts the worker."""
+    ordering.refresh_if_stale(con, embed)
+    config = json.loads(run["config"])
+    config.pop("worker", None)  # the queue's, not the worker's
+    docs = _choose_documents(con, config.get("only_missing", True), config.get("limit"))
+    run_dir = Path(run["run_dir"])
+    with runqueue.preparing():
+        docs.to_json(run_dir / "documents.jsonl", orient="records", lines=True, force_ascii=False)
+        worker_config = {k: v for k, v in config.items() if k not in _SELECTION}
+        runfolder.write_json(run_dir / "config.json", worker_config | {"n_documents": len(docs)})
 
 
 def ingest_drafts(con, run: dict) -> int:

@@ -7,12 +7,16 @@
 
 GET /healthz (no key), GET /v1/models[/{id}], POST /v1/chat/completions (streaming or not),
 POST /v1/completions (the prompt is a document: the model summarizes it with the stored prompt
-template). A /v1 request passes, in order: its key (401), its key's rate limit (429 with
-Retry-After), the body size (413, from Content-Length before reading, and while reading), JSON
-(400), the fields (422), the model name (404), the prompt length (400) and the queue (503 with
-Retry-After). Every error has OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+template). A /v1 request passes, in order: its key (401; past a few failures from one address,
+429 with Retry-After after a held delay: engine/serving/limits.py), its key's rate limit (429
+with Retry-After), the body size (413, from Content-Length before reading, and while reading)
+and time (408: headers and body must be in within Limits.request_timeout_s), JSON (400), the
+fields (422), the number of answers asked for (400), the model name (404), the prompt length
+(400) and the queue (503 with Retry-After). Every error has OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
 Every /v1 request is logged (key name, status, tokens, latency) to the serve folder; prompts and
-answers only for keys created with log_texts.
+answers only for keys created with log_texts. One that reaches the model is logged twice: when
+generation starts and when it ends, so a kill -9 leaves its start (shown as interrupted).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class RequestLog:
         record |= {"status": 500, "key_name": None}
         state = scope.setdefault("state", {})
         state["record"], state["started"] = record, time.monotonic()
+        state["client"] = str((scope.get("client") or ("?",))[0])[:64]
 
         async def logged_send(message):
             if message["type"] == "http.response.start":
@@ -60,7 +65,7 @@ class RequestLog:
             await self.app(scope, receive, logged_send)
         finally:
             record["latency_ms"] = round((time.monotonic() - state["started"]) * 1000, 2)
-            self.server.log_request(record)
+            self.server.log_request(record, state["client"])
 
 
 def create_app(server) -> FastAPI:
@@ -97,7 +102,41 @@ def create_app(server) -> FastAPI:
         message = f"Internal server error ({type(e).__name__}); the server log has the details."
         return error_response(request, ApiError(500, message))
 
-    def authenticate(request: Request) -> dict:
+    def too_many_failures(seconds: float) -> ApiError:
+        seconds = max(1, math.ceil(seconds))
+        return ApiError(
+            429,
+            f"Too many requests with a wrong or missing API key from this address: retry in "
+            f"{seconds} s with a valid key.",
+            code="too_many_failed_authentications",
+            kind="requests",
+            headers={"Retry-After": str(seconds), "WWW-Authenticate": "Bearer"},
+        )
+
+    async def authenticate(request: Request) -> dict:
+        """The request's key, or a refusal. Failures are counted per client address
+        (engine/serving/limits.py AuthThrottle): past a few, wrong keys get 429 after a
+        held delay that doubles, and a flood of them is refused without being checked."""
+        client, throttle = request.state.client, server.throttle
+        locked = throttle.locked_for(client)
+        if locked and throttle.saturated(client):
+            raise too_many_failures(locked)
+        try:
+            return check_key(request)
+        except ApiError as e:
+            if e.status != 401:
+                raise
+            locked = throttle.fail(client)
+            if not locked:
+                raise
+        throttle.hold(client, +1)
+        try:  # the refusal waits: a guesser gets few answers, and no CPU is spent meanwhile
+            await asyncio.sleep(min(locked, 2.0))
+        finally:
+            throttle.hold(client, -1)
+        raise too_many_failures(throttle.locked_for(client))
+
+    def check_key(request: Request) -> dict:
         header = (request.headers.get("authorization") or "").strip()
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": "Bearer"}
@@ -170,12 +209,12 @@ def create_app(server) -> FastAPI:
 
     @app.get("/v1/models")
     async def list_models(request: Request):
-        authenticate(request)
+        await authenticate(request)
         return {"object": "list", "data": [model_card(serving_model())]}
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(request: Request, model_id: str):
-        authenticate(request)
+        await authenticate(request)
         engine = serving_model()
         if model_id not in (engine.model_id, PRODUCTION):
             raise ApiError(404, f"The model {model_id!r} does not exist.", code="model_not_found")
@@ -200,14 +239,27 @@ def create_app(server) -> FastAPI:
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise too_big if length.isdigit() else ApiError(400, "Bad Content-Length header.")
         chunks, size = [], 0
+        timeout = server.limits.request_timeout_s
+        deadline = (
+            asyncio.get_running_loop().time() + timeout - (time.monotonic() - request.state.started)
+        )  # counted from the request's headers: a trickled body gets 408, then is closed
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
+            async with asyncio.timeout_at(deadline):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_big
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise ApiError(400, "The client left before sending the whole body.") from None
+        except TimeoutError:
+            raise ApiError(
+                408,
+                f"The request body did not arrive within {timeout:g} s: send it at once.",
+                code="request_timeout",
+                headers={"Connection": "close"},
+            ) from None
+        request.state.record["body_bytes"] = size
         try:
             body = json.loads(b"".join(chunks))
         except (ValueError, RecursionError) as e:
@@ -218,11 +270,24 @@ def create_app(server) -> FastAPI:
         return body
 
     async def answer(request: Request, body_type, kind: str):
-        key = authenticate(request)
+        key = await authenticate(request)
         try:
             req = parse(body_type, await read_body(request))
         except BadRequest as e:
             raise ApiError(422, str(e), code="invalid_value", param=e.param) from None
+        n_prompts = len(req.prompts()) if kind == "text" else 1
+        best_of = getattr(req, "best_of", None) or 1
+        generations = n_prompts * req.n * best_of
+        if generations > server.limits.max_generations:
+            raise ApiError(
+                400,
+                f"This request asks for {generations} answers ({n_prompts} prompt(s) × n="
+                f"{req.n} × best_of={best_of}); this server generates at most "
+                f"{server.limits.max_generations} per request: send fewer prompts or a "
+                "smaller n.",
+                code="too_many_generations",
+                param="n",
+            )
         engine = serving_model()
         if req.model not in (engine.model_id, PRODUCTION):
             raise ApiError(
@@ -264,6 +329,11 @@ def create_app(server) -> FastAPI:
                     Job(engine, prompt, new_tokens, req.temperature, req.top_p, seed,
                         req.stops(), deliver)
                 )  # fmt: skip
+        record = request.state.record
+        reply = Reply(kind, engine.model_id, jobs, events, record, request.state.started)
+        record.update(model_id=engine.model_id, prompt_tokens=sum(len(p) for p in prompts))
+        record.update(id=reply.id, generations=len(jobs), max_tokens=new_tokens)
+        await run_in_threadpool(server.log_start, record)  # before generation: kill -9 proof
         try:
             server.batcher.submit(jobs)
         except Busy as e:
@@ -271,14 +341,11 @@ def create_app(server) -> FastAPI:
                 503, f"The server is busy ({e}): retry shortly.", code="overloaded",
                 headers={"Retry-After": "2"},
             ) from None  # fmt: skip
-        record = request.state.record
-        record.update(model_id=engine.model_id, prompt_tokens=sum(len(p) for p in prompts))
         record["log_texts"] = bool(key.get("log_texts"))
         if record["log_texts"]:
             record["request_text"] = (
                 json.dumps(inputs[0]) if kind == "chat" else "\n\n".join(inputs)
             )
-        reply = Reply(kind, engine.model_id, jobs, events, record, request.state.started)
         reply.prompt_tokens, reply.include_usage = record["prompt_tokens"], req.include_usage()
         if req.stream:
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -46,6 +46,11 @@ class Limits:
     max_batch_size: int = 32  # requests generated together (32 drafts 3.3x faster on 2 cores)
     batch_wait_ms: float = 50.0  # the longest a new batch waits for more requests to join it
     max_queue: int = 256  # requests waiting for the model; past this new ones get 503
+    auth_failures_free: int = 10  # wrong keys per client address before 429s that back off
+    max_generations: int = 16  # answers one request may ask for: prompts × n × best_of
+    request_timeout_s: float = 20.0  # a request's headers and body must be in by then (408)
+    keep_alive_s: int = 5  # an idle keep-alive connection is closed after this (at start)
+    max_connections: int = 256  # open connections; past this requests get 503 (at start)
 
     def __post_init__(self):
         for f in fields(self):
@@ -54,8 +59,10 @@ class Limits:
                 raise ValueError(f"Limit {f.name} must be a number of 0 or more, not {value!r}.")
         if min(self.max_request_bytes, self.max_tokens, self.requests_per_minute) < 1:
             raise ValueError("max_request_bytes, max_tokens and requests_per_minute must be >= 1.")
-        if min(self.max_batch_size, self.max_queue) < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1.")
+        if min(self.max_batch_size, self.max_queue, self.max_generations) < 1:
+            raise ValueError("max_batch_size, max_queue and max_generations must be at least 1.")
+        if min(self.request_timeout_s, self.keep_alive_s, self.max_connections) <= 0:
+            raise ValueError("request_timeout_s, keep_alive_s and max_connections must be > 0.")
         if not 1 <= self.default_max_tokens <= self.max_tokens:
             raise ValueError("default_max_tokens must be between 1 and max_tokens.")
 

@@ -52,6 +52,9 @@ from store import serving as serving_store
 from store import transaction
 
 _ingest_lock = threading.Lock()  # the poller and a page may ingest at once: one at a time
+# Whether the store may hold running requests: only then does an idle ingest look at the
+# server's state (to mark them interrupted once it is gone); unknown at start.
+_maybe_running = {"any": True}
 
 
 def model_spec(con) -> dict:
@@ -230,10 +233,21 @@ def check_health(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+INTERRUPTED = (
+    "The server stopped before this request finished (killed or crashed): the client got no "
+    "complete answer."
+)
+
+
 def ingest_requests(con, folder: Path | None = None) -> int:
     """Store the request log lines written since the last call; returns how many. Safe to
-    call twice and from two threads; a torn last line waits for the next call."""
-    path = (folder or serve_dir()) / LOG_FILE
+    call twice and from two threads; a torn last line waits for the next call.
+
+    A request that reached the model has two lines: its start (stored as running) and its end
+    (which replaces it). A start whose server has since stopped, or was followed by a new
+    server's start, never gets an end: it is stored as interrupted."""
+    folder = folder or serve_dir()
+    path = folder / LOG_FILE
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -242,21 +256,63 @@ def ingest_requests(con, folder: Path | None = None) -> int:
     with _ingest_lock:
         offset = serving_store.log_offset(con, file_id)
         if st.st_size <= offset:
+            if _maybe_running["any"] and not server_state(folder).running:
+                with transaction(con):
+                    serving_store.mark_interrupted(con, None, INTERRUPTED)
+                _maybe_running["any"] = False
             return 0
         with open(path, "rb") as f:
             f.seek(offset)
             data = f.read(st.st_size - offset)
         end = data.rfind(b"\n") + 1
-        rows = [row for line in data[:end].splitlines() if (row := _request_row(line))]
+        rows, ends, restarts = _read_lines(data[:end])
         with transaction(con):
             serving_store.add_requests(con, rows, file_id, offset + end)
-    return len(rows)
+            serving_store.finish_requests(con, ends)
+            for when in restarts:
+                serving_store.mark_interrupted(con, when, INTERRUPTED)
+            if not server_state(folder).running:
+                serving_store.mark_interrupted(con, None, INTERRUPTED)
+        _maybe_running["any"] = serving_store.running_requests(con) > 0
+    return len(rows) + len(ends)
 
 
-def _request_row(line: bytes) -> dict | None:
+def _read_lines(data: bytes) -> tuple[list[dict], list[dict], list[float]]:
+    """(new rows, ends of requests whose start an earlier call stored, server start times)."""
+    rows, starts, ends, restarts = [], {}, [], []
+    for line in data.splitlines():
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(raw, dict):
+            continue
+        if raw.get("event") == "server_start":
+            if isinstance(raw.get("received"), int | float):
+                restarts.append(float(raw["received"]))
+            continue
+        started = raw.get("event") == "start"
+        if started:
+            raw |= {"status": 0, "finish_reason": "running"}
+        row = _request_row(raw)
+        if row is None:
+            continue
+        rid = raw.get("id")
+        if started and isinstance(rid, str):
+            starts[rid] = len(rows)
+        elif isinstance(rid, str) and rid in starts:
+            rows[starts.pop(rid)] = row  # its start is in this batch: stored once, finished
+            continue
+        elif isinstance(rid, str):
+            ends.append(row)
+            continue
+        rows.append(row)
+    return rows, ends, restarts
+
+
+def _request_row(data: dict) -> dict | None:
     """A logged request with the types the table wants, or None for a line that is not one."""
     try:
-        data = json.loads(line)
         row = {"received": float(data["received"]), "status": int(data["status"])}
         row["method"], row["path"] = str(data.get("method", ""))[:10], str(data["path"])[:200]
     except (ValueError, KeyError, TypeError):

@@ -11,6 +11,9 @@ model in the background while the old one keeps answering, then swaps; requests 
 running finish on the model they started with. Port 0 picks a free port (status.json says
 which). Serving beyond the loopback interface needs a certificate: keys must not cross a
 network in the clear. A server whose serve folder is deleted stops by itself.
+Slow clients are cut off: a connection whose request is not in within request_timeout_s (+5 s
+for the app's own 408) is closed, idle keep-alive ones after keep_alive_s, and past
+max_connections requests get 503 (limits.json; engine/serving/limits.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from engine.serving.folder import (
     read_limits,
     write_json,
 )
+from engine.serving.limits import AuthThrottle, RefusalLog, clip, timed_protocol
 
 WATCH_EVERY_S = 1.0
 log = logging.getLogger("tuneloop.serving")
@@ -80,6 +84,8 @@ class Server:
         self.url: str | None = None
         self.batcher = Batcher(lambda: self.limits)
         self.rate = RateLimiter()
+        self.throttle = AuthThrottle(free=self.limits.auth_failures_free)
+        self.refusals = RefusalLog(self._write_line)
         self._seen: dict[str, tuple] = {}
         self._log_lock = threading.Lock()
         self._status_lock = threading.Lock()
@@ -96,12 +102,32 @@ class Server:
                 found = key
         return found
 
-    def log_request(self, record: dict):
-        """One line in requests.jsonl; prompts and answers only for keys that opted in."""
+    def log_request(self, record: dict, client: str = "?"):
+        """One line in requests.jsonl; prompts and answers only for keys that opted in. Every
+        field a client shapes is cut short, and refusals (401, 408, 429, or any error without
+        a valid key: nothing generated) are coalesced per client, so a flood of them costs a
+        few bounded lines."""
         record = dict(record)
         if not record.pop("log_texts", False):
             record.pop("request_text", None)
             record.pop("response_text", None)
+        for name in ("method", "path", "error", "key_name", "model_id", "finish_reason"):
+            record[name] = clip(record.get(name), 10 if name == "method" else 300)
+        status = record.get("status") or 0
+        refused = status in (401, 408, 429) or (status >= 400 and record.get("key_name") is None)
+        if refused and "id" not in record:
+            self.refusals.add(client, record)
+        else:
+            self._write_line(record)
+
+    def log_start(self, record: dict):
+        """The line written before generation starts, so that a request cut short by a crash
+        (kill -9) is still on record: the app shows a start without its end as interrupted."""
+        keep = ("id", "received", "method", "path", "key_name", "model_id", "prompt_tokens",
+                "body_bytes", "generations", "max_tokens")  # fmt: skip
+        self._write_line({"event": "start"} | {k: clip(record.get(k)) for k in keep})
+
+    def _write_line(self, record: dict):
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         with self._log_lock:  # readable by this user only: it may hold prompts
             fd = os.open(self.folder / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -129,6 +155,7 @@ class Server:
         if self._changed(LIMITS_FILE):
             try:
                 self.limits = read_limits(self.folder)
+                self.throttle.free = self.limits.auth_failures_free
             except (TypeError, ValueError) as e:
                 self.error = f"limits.json ignored: {e}"
         if self._changed(MODEL_FILE):
@@ -182,6 +209,7 @@ class Server:
                 self.shutdown()
                 return
             try:
+                self.refusals.flush()
                 self.refresh()
             except Exception:  # noqa: BLE001 - a bad file must not stop the watching
                 log.exception("reading the serve folder failed")
@@ -194,12 +222,15 @@ class Server:
         if not spec:
             raise RuntimeError(f"{self.folder / MODEL_FILE} is missing: nothing to serve.")
         self.model = LoadedModel(spec)
+        # Requests that a previous server started and never ended were cut short by its end.
+        self._write_line({"event": "server_start", "received": time.time(), "pid": os.getpid()})
         self.batcher.start()
         threading.Thread(target=self.watch, name="tuneloop-watch", daemon=True).start()
         return self
 
     def stop(self):
         self._stop.set()
+        self.refusals.flush(everything=True)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -228,6 +259,7 @@ def is_loopback(host: str) -> bool:
 def serve(folder, host="127.0.0.1", port=8000, ssl_certfile=None, ssl_keyfile=None):
     """Run the server in this process until SIGINT or SIGTERM."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from engine.serving.api import create_app
 
@@ -261,6 +293,9 @@ def serve(folder, host="127.0.0.1", port=8000, ssl_certfile=None, ssl_keyfile=No
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=10,
+        http=timed_protocol(AutoHTTPProtocol, server.limits.request_timeout_s + 5),
+        timeout_keep_alive=server.limits.keep_alive_s,
+        limit_concurrency=server.limits.max_connections,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )

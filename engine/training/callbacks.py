@@ -81,8 +81,15 @@ class RunCallback(TrainerCallback):
         rouge_set: tuple[list, list, list],
         max_new_tokens: int,
         batch_size: int,
+        last_eval_only: bool = False,
+        eta=None,
+        followup_s=None,
     ):
         self.writer = writer
+        self.last_eval_only = last_eval_only  # summaries at the final evaluation only
+        self.eta = eta  # engine.training.eta.Eta over the run's plan, or None
+        self.followup_s = followup_s  # f(eta) -> seconds of the evaluations after the run
+        self._kind = None  # the plan phase in progress
         self.rouge_ids, self.rouge_prompts, self.rouge_refs = rouge_set
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -95,25 +102,47 @@ class RunCallback(TrainerCallback):
         self.n_eval_batches = 0  # validation batches per evaluation (set by the trainer builder)
         self._eval_batches = 0
         self._baseline = True  # until the first optimizer step
+        self._boundary = 0.0  # when the last phase (a step, a validation) ended
+        self._chunk_start = 0  # the step the current training chunk started after
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._started = time.time()
+        self._started = self._boundary = time.time()
+
+    def _enter(self, kind: str, since: float):
+        """The plan's next `kind` phase began at `since` (the end of the one before)."""
+        if self.eta is not None and self._kind != kind:
+            self._kind = kind
+            try:
+                self.eta.begin(kind, since)
+            except ValueError:  # off the plan (a resumed or unusual schedule): no ETA
+                self.eta = None
+
+    def _etas(self, done: int, now: float) -> dict:
+        """eta_s (this run) and loop_eta_s (until Compare is ready) for a progress event."""
+        left = self.eta.update(done, now) if self.eta is not None else None
+        if left is None:
+            return {"eta_s": None}
+        after = self.followup_s(self.eta) if self.followup_s else None
+        return {"eta_s": left} | ({} if after is None else {"loop_eta_s": round(left + after, 1)})
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         """Validation loss batch by batch, so a long validation (the base model's, before the
         first step) shows its phase and progress instead of sitting at step 0."""
         self._eval_batches += 1
+        self._enter("validation loss", self._boundary)
         now = time.time()
+        total = self.n_eval_batches or self._eval_batches
+        etas = self._etas(min(self._eval_batches, total), now)  # every batch counts for the rate
         if now - self._last_progress < PROGRESS_EVERY_S:
             return
         self._last_progress = now
-        total = self.n_eval_batches or self._eval_batches
         self.writer.progress(
             self._phase("validation loss"),
             min(self._eval_batches, total),
             total,
             step=state.global_step,
             total_steps=state.max_steps,
+            **etas,
         )
         if self.writer.cancel_requested():
             self.cancelled = True
@@ -124,6 +153,9 @@ class RunCallback(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
+        if self._kind != "training":
+            self._chunk_start = state.global_step
+            self._enter("training", self._boundary)
 
     def on_step_end(self, args, state, control, **kwargs):
         self._baseline = False
@@ -133,17 +165,20 @@ class RunCallback(TrainerCallback):
         if now - self._last_progress >= PROGRESS_EVERY_S or last or state.global_step == 1:
             self._last_progress = now
             elapsed = now - self._started
-            self.writer.event(
-                "progress",
-                phase="training",
-                done=state.global_step,
-                total=state.max_steps,
+            etas = self._etas(state.global_step - self._chunk_start, now)
+            self.writer.progress(
+                "training",
+                state.global_step,
+                state.max_steps,
                 step=state.global_step,
                 total_steps=state.max_steps,
                 epoch=round(state.epoch or 0.0, 3),
                 elapsed_s=round(elapsed, 1),
-                eta_s=round(elapsed / state.global_step * (state.max_steps - state.global_step), 1),
+                **etas,
             )
+        else:
+            self._etas(state.global_step - self._chunk_start, now)  # the rate, without an event
+        self._boundary = time.time()
         if self.writer.cancel_requested():
             self.cancelled = True
             control.should_training_stop = True
@@ -175,13 +210,15 @@ class RunCallback(TrainerCallback):
         started = time.perf_counter()
         self._eval_batches = 0
         rouge_l, samples = None, []
-        if self.rouge_prompts and not self.cancelled:
+        summarize = not self.last_eval_only or state.global_step >= state.max_steps
+        if self.rouge_prompts and summarize and not self.cancelled:
             from engine.evaluation.metrics import rouge
 
             total = len(self.rouge_prompts)
-            self.writer.progress(
-                self._phase("validation summaries"), 0, total, step=state.global_step
-            )
+            phase = self._phase("validation summaries")
+            now = time.time()
+            self._enter("validation summaries", now)
+            self.writer.progress(phase, 0, total, step=state.global_step, **self._etas(0, now))
             texts = generate_summaries(
                 model,
                 processing_class,
@@ -189,7 +226,7 @@ class RunCallback(TrainerCallback):
                 self.max_new_tokens,
                 self.batch_size,
                 on_batch=lambda done: self.writer.progress(
-                    self._phase("validation summaries"), done, total, step=state.global_step
+                    phase, done, total, step=state.global_step, **self._etas(done, time.time())
                 ),
             )
             rouge_l = round(float(rouge(texts, self.rouge_refs)["rougeL"].mean()), 4)
@@ -223,3 +260,4 @@ class RunCallback(TrainerCallback):
             }
             self.writer.event("overfitting", **self.alarm)
             self.writer.set_status("running", overfitting=self.alarm)
+        self._boundary = time.time()  # the next training chunk starts after this validation

@@ -103,6 +103,8 @@ def start_training(
         )
         export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
         (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
+        if not (extra or {}).get("sweep_id"):  # a sweep's trials are not evaluated after
+            runfolder.write_json(run_dir / "followup.json", followup_plan(con, dataset_id))
         record(
             con,
             user,
@@ -117,6 +119,29 @@ def start_training(
         )
         runqueue.pump(con)
     return run_id, warnings
+
+
+def followup_plan(con, dataset_id: int) -> dict:
+    """What `evaluate_if_done` will run once training succeeds, for the worker's ETA until
+    Compare is ready: the new model's evaluation, and the production model's unless an
+    identical one can be reused; the test documents, the settings, and what an evaluation
+    cost here last time."""
+    from engine.evaluation.runs import EVAL_SETTINGS, measured_costs, reusable_evaluation
+    from engine.models.registry import production_model
+
+    counts = splits_store.dataset_counts(con, dataset_id)
+    n_test = counts[2] if counts else 0
+    production = production_model(con)
+    reused = reg_store.get_model(con, production) is None or reusable_evaluation(
+        con, production, dataset_id
+    )
+    return {
+        "evaluations": (0 if not n_test else 1 + (not reused)),
+        "documents": n_test,
+        "batch_size": EVAL_SETTINGS.batch_size,
+        "max_new_tokens": EVAL_SETTINGS.max_new_tokens,
+        "measured": measured_costs(con),
+    }
 
 
 def retrain_latest(con, user: dict | None = CONSOLE) -> tuple[str, list[str]]:
@@ -134,6 +159,54 @@ def retrain_latest(con, user: dict | None = CONSOLE) -> tuple[str, list[str]]:
         else ensure_default_model(con, progress=lambda m: None)
     )
     return start_training(con, default_config(con), base, user, "one-click retrain")
+
+
+_preparing: dict[str, dict] = {}  # one-click retrains being prepared, by user name
+
+
+def retrain_in_background(con, user: dict | None = CONSOLE) -> dict:
+    """One click that returns at once: `retrain_latest` (splitting new examples, which may
+    deduplicate them first, and freezing the data) on a thread with its own cursor, so the
+    page is never blocked behind a spinner. `retrain_status` says how it is going and, once it
+    has finished, returns the run it queued or the reason it could not. Returns the state."""
+    import threading
+    import time
+
+    check(user, "train")
+    name = user["name"]
+    state = _preparing.get(name)
+    if state and state["thread"].is_alive():
+        return state  # the same click twice: one retrain
+    state = {"started": time.time(), "result": None, "error": None}
+
+    def work():
+        cursor = con.cursor()
+        try:
+            state["result"] = retrain_latest(cursor, user)
+        except ValueError as e:  # for people: no data, a locked split, …
+            state["error"] = str(e)
+        except Exception as e:  # noqa: BLE001 - shown to the user; the traceback in the log
+            import logging
+
+            logging.getLogger(__name__).exception("retrain failed")
+            state["error"] = f"The retrain could not be queued: {type(e).__name__}: {e}"
+        finally:
+            cursor.close()
+
+    state["thread"] = threading.Thread(target=work, name="tuneloop-retrain", daemon=True)
+    _preparing[name] = state
+    state["thread"].start()
+    return state
+
+
+def retrain_status(user: dict, forget_finished: bool = False) -> dict | None:
+    """The user's retrain being prepared or prepared ({"started", "result": (run id, warnings)
+    or None, "error", "thread"}); with `forget_finished`, a finished one is handed out this
+    once."""
+    state = _preparing.get(user["name"])
+    if forget_finished and state and not state["thread"].is_alive():
+        _preparing.pop(user["name"], None)
+    return state
 
 
 def train_launcher() -> list[str] | None:
@@ -166,8 +239,9 @@ def register_if_done(con, run: dict):
 def evaluate_if_done(con, run_id: str) -> list[str]:
     """Once a training run (not a sweep trial) has registered its model, evaluate it on the
     test split of the dataset version it trained on, and the production model too if it has
-    no evaluation there yet, so that Compare is ready. Returns the evaluation runs started."""
-    from engine.evaluation.runs import start_evaluation
+    no evaluation there yet (reusing an identical earlier one when there is one), so that
+    Compare is ready. Returns the evaluation runs started or reused."""
+    from engine.evaluation.runs import reuse_evaluation, start_evaluation
     from engine.models.registry import production_model
     from store import evals as evals_store
 
@@ -185,8 +259,24 @@ def evaluate_if_done(con, run_id: str) -> list[str]:
         known = reg_store.get_model(con, model_id) is not None
         if known and not (done["model_id"] == model_id).any() and model_id not in started:
             by = on_behalf_of(run["created_by"])  # the run's starter, checked when it started
-            started[model_id] = start_evaluation(con, model_id, dataset_id, user=by)
+            # The production model's summaries of the same test documents, with the same
+            # prompt and settings, are already known from an earlier version: reuse them.
+            started[model_id] = reuse_evaluation(
+                con, model_id, dataset_id, user=by
+            ) or start_evaluation(con, model_id, dataset_id, user=by)
     return list(started.values())
+
+
+def drop_unstarted_datasets(con) -> list[int]:
+    """Drop the dataset versions frozen for training runs cancelled before they started, when
+    nothing else uses them: otherwise a cancelled click leaves a version nobody trained on or
+    evaluated, and Compare and the Data page offer it. The poller calls this every tick (one
+    small query when there is nothing to drop)."""
+    dropped = splits_store.unstarted_datasets(con)
+    for dataset_id in dropped:
+        with transaction(con):
+            splits_store.drop_dataset(con, dataset_id)
+    return dropped
 
 
 def run_metrics(con, run_id: str) -> dict:

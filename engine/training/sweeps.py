@@ -228,7 +228,7 @@ def cancel_sweep(con, sweep_id: str, user: dict | None = CONSOLE):
     trials = sweeps_store.sweep_trials(con, sweep_id)
     for run_id, state in trials[["id", "state"]].values:
         if state == "running":
-            runqueue.cancel_run(con, run_id)
+            runqueue.cancel_run(con, run_id, user)
         elif state == "queued":
             runs_store.set_state(con, run_id, "cancelled", "The sweep was cancelled.")
 

@@ -44,7 +44,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.jobs.runfolder import RunWriter
+from engine.jobs.runfolder import RunWriter, read_json
 from engine.training.config import (
     TrainConfig,
     lora_config,
@@ -54,6 +54,15 @@ from engine.training.config import (
     use_bf16,
 )
 from engine.training.data import fit_examples, read_records, rouge_set, sample
+from engine.training.eta import (
+    TRAINING_ESTIMATES,
+    Estimate,
+    Eta,
+    followup_seconds,
+    training_plan,
+)
+
+PROCESS_STARTED = time.time()  # this worker's start, when the app did not record one
 
 
 def base_reference(config: TrainConfig) -> str:
@@ -113,7 +122,22 @@ def build_trainer(
         )
     eval_examples, _, _ = fit_examples(tokenizer, eval_records, config)
     callback = RunCallback(
-        writer, rouge_set(tokenizer, eval_records, config), config.max_new_tokens, config.batch_size
+        writer,
+        rouge_set(tokenizer, eval_records, config),
+        config.max_new_tokens,
+        config.batch_size,
+        last_eval_only=config.rouge_last_eval_only,
+    )
+    callback.eta = Eta(
+        training_plan(
+            planned_steps(config, len(examples)),
+            config.eval_every_steps,
+            math.ceil(len(eval_examples) / config.batch_size) if eval_examples else 0,
+            len(callback.rouge_prompts),
+            config.rouge_last_eval_only,
+        ),
+        TRAINING_ESTIMATES
+        | {"training": Estimate(like=("validation loss", 3.0 * config.grad_accum))},
     )
     callbacks = [callback]
     if eval_examples and config.early_stopping_patience:
@@ -172,6 +196,12 @@ def run_training(run_dir: str | Path) -> str:
     trainer, callback, facts = build_trainer(
         config, run_dir, train_records, validation_records, writer
     )
+    followup = read_json(run_dir / "followup.json")  # the evaluations the app will start after
+    if followup:
+        # An evaluation worker starts and loads a model the way this one did.
+        since = read_json(run_dir / "status.json", {}).get("started") or PROCESS_STARTED
+        overhead = time.time() - since
+        callback.followup_s = lambda eta: followup_seconds(followup, eta, overhead)
     total_steps = planned_steps(config, len(trainer.train_dataset))  # rows, after any packing
     writer.event("start", **facts, total_steps=total_steps, warnings=warnings)
     print(f"training: {json.dumps(facts)}", *warnings, sep="\n", flush=True)

@@ -8,6 +8,7 @@ from engine.overview import loop_status, pending_import
 from store import runs as runs_store
 from ui.common import db, require_login
 from ui.jobs import POLL_EVERY_S, job_ui
+from ui.live import live_fragment
 
 require_login()
 con = db()
@@ -47,7 +48,7 @@ with st.expander("The sample set this install starts with", expanded=not trained
     )
 
 
-@st.fragment(run_every=POLL_EVERY_S)
+@live_fragment(POLL_EVERY_S)
 def loop_ui():
     """The jobs under way (with Cancel) and the checklist, redrawn while they run, so both
     change when a job ends."""

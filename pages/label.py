@@ -15,6 +15,7 @@ from store import labelling as label_store
 from store import runs as runs_store
 from ui.common import db, generation_ui, model_ui, require_login
 from ui.jobs import POLL_EVERY_S, job_ui
+from ui.live import live_fragment
 
 require_login()
 con = db()
@@ -74,7 +75,7 @@ with st.expander("What to label next"):
         st.dataframe(label_store.priorities(con, 20), hide_index=True)
 
 
-@st.fragment(run_every=POLL_EVERY_S)
+@live_fragment(POLL_EVERY_S)
 def runs_ui():
     con = db()
     for run in runs_store.list_runs(con, kind="draft").head(20).to_dict("records"):

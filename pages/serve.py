@@ -11,6 +11,7 @@ from engine.scheduler import catch_up_api_log
 from engine.serving import keys, runs
 from store import serving as serving_store
 from ui.common import db, require
+from ui.live import live_fragment
 
 require("serve")
 con = db()
@@ -36,7 +37,7 @@ def traffic_chart(per_minute):
     return alt.Chart(rows).mark_bar().encode(x=x, y=alt.Y("count:Q", stack=True), color=color)
 
 
-@st.fragment(run_every=3)
+@live_fragment(3)
 def server_ui():
     """The server's state and traffic; reads files and the store only."""
     con = db()

@@ -19,6 +19,7 @@ from engine.training.runs import (
 from store import runs as runs_store
 from ui.common import db, model_ui, require
 from ui.jobs import POLL_EVERY_S, job_ui
+from ui.live import live_fragment
 from ui.sweeps import sweeps_ui
 from ui.train_config import config_ui
 from ui.training_data import training_data_ui
@@ -61,7 +62,7 @@ if st.button("Retrain with the latest accepted data", type="primary", key="train
         st.error(str(e))
 
 
-@st.fragment(run_every=1)
+@live_fragment(1)
 def preparing_ui():
     """The one-click retrain while its data is split and frozen; then the run it queued."""
     state = retrain_status(user, forget_finished=True)
@@ -105,7 +106,7 @@ def curves(run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "step", "loss", "kind"])
 
 
-@st.fragment(run_every=POLL_EVERY_S)
+@live_fragment(POLL_EVERY_S)
 def live_ui():
     """Queued and running training runs; reads the store only (the poller ingests)."""
     con = db()

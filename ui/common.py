@@ -8,7 +8,6 @@ thread-safe), so tests can point TUNELOOP_HOME elsewhere.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from pathlib import Path
@@ -59,34 +58,6 @@ def poller() -> Poller:
     """The app's background poller (see engine/scheduler.py): one per process and store."""
     _connection(str(db_path()))
     return _pollers[str(db_path())]
-
-
-def live_fragment(run_every: float | None = None):
-    """st.fragment for what polls, re-checking the session on every rerun: a fragment rerun
-    skips the frame, and a session revoked meanwhile (disabled account, logout everywhere, new
-    password) must not keep acting through it."""
-
-    def wrap(fn):
-        @st.fragment(run_every=run_every)
-        @functools.wraps(fn)
-        def checked(*args, **kwargs):
-            if not session_still_valid():
-                st.session_state.pop("user", None)
-                st.rerun(scope="app")  # the frame shows the login form
-            return fn(*args, **kwargs)
-
-        return checked
-
-    return wrap
-
-
-def session_still_valid() -> bool:
-    """Re-read this session's user from the store (their role may have changed too)."""
-    user = auth.session_user(db(), st.session_state.get("login_cookie") or None)
-    if user is None:
-        return False
-    st.session_state["user"] = user
-    return True
 
 
 def db():

@@ -16,6 +16,7 @@ from store import splits as splits_store
 from ui.common import db
 from ui.export import export_ui
 from ui.jobs import POLL_EVERY_S, job_ui
+from ui.live import live_fragment
 from ui.text import plain
 
 
@@ -80,7 +81,7 @@ def settings_ui():
     return replace(evaluation_runs.EVAL_SETTINGS, max_new_tokens=int(max_new))
 
 
-@st.fragment(run_every=POLL_EVERY_S)
+@live_fragment(POLL_EVERY_S)
 def evaluations_ui(dataset: int | None, models: tuple[str, str], ready: bool, settings=None):
     """Each model's newest evaluation on the dataset, with a button to run a missing one and
     live progress; reruns the page when both have finished (`ready` is what the page saw).

@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.jobs import runfolder, runqueue
 from store import runs as runs_store
+from ui.live import live_fragment
 from ui.text import plain
 
 POLL_EVERY_S = 3  # seconds between a page's looks at a running job
@@ -82,7 +83,7 @@ def sidebar_jobs_ui(con_factory, poller):
     """The sidebar's live list of queued and running jobs, and a toast when one of this
     session's jobs ends (reported by the background poller)."""
 
-    @st.fragment(run_every=SIDEBAR_EVERY_S)
+    @live_fragment(SIDEBAR_EVERY_S)
     def jobs_fragment():
         con = con_factory()
         active = runs_store.active_runs(con)

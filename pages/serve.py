@@ -52,7 +52,7 @@ def server_ui():
     errors = stats["errors"]
     cols[2].metric(
         "Requests (last hour)", f"{stats['requests']:,}",
-        f"⚠ {errors:,} errors" if errors else "no errors",
+        f"⚠ {errors:,} error{'s' * (errors != 1)}" if errors else "no errors",
         delta_color="red" if errors else "off", delta_arrow="off",
     )  # fmt: skip
     if stats["p50_ms"] is None:

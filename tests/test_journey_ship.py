@@ -120,7 +120,7 @@ def test_serve_a_client_then_review_its_answer_and_a_chat_correction(browser, tm
             api_answer = reply.choices[0].message.content
             assert reply.usage.completion_tokens > 0
             # The Serve page counts the requests (its figures refresh every 3 s).
-            expect(page.get_by_text(re.compile(r"^[1-9]\d* errors?$")).first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^⚠ [1-9]\d* errors?$")).first).to_be_visible()
 
             # Chat: summarize a stored example, 👎, correct it and save it as an example.
             go_to(page, "Chat")

@@ -17,7 +17,6 @@ The signed-in user is in st.session_state["user"] ({"name", "role"}), re-checked
 from __future__ import annotations
 
 import hashlib
-import os
 
 import streamlit as st
 
@@ -63,13 +62,10 @@ def check_origin():
 
 
 def client_address() -> str:
-    """Who is asking, for throttling: the WebSocket peer, or the nearest X-Forwarded-For entry
-    when the peer is a proxy named in TUNELOOP_TRUSTED_PROXIES (anyone can send the header)."""
+    """Who is asking, for throttling (ui/web.py `forwarded_client`)."""
     ip = st.context.ip_address
     ip = ip if isinstance(ip, str) else None  # AppTest has no real client
-    proxies = {p.strip() for p in os.environ.get("TUNELOOP_TRUSTED_PROXIES", "").split(",")}
-    forwarded = (st.context.headers.get("X-Forwarded-For") or "").split(",")[-1].strip()
-    return forwarded if forwarded and ip in proxies else ip or "local"
+    return web.forwarded_client(ip, st.context.headers.get("X-Forwarded-For"))
 
 
 def signed_in_user(con) -> dict | None:
@@ -136,6 +132,8 @@ def login_page():
 
     con = db()
     st.title("Tuneloop")
+    if warning := web.plain_http_warning():
+        st.error(f"⚠️ {warning}")
     if auth.needs_first_admin(con):
         _setup_form(con)
     else:

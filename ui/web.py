@@ -254,9 +254,9 @@ def middleware():
     return [Middleware(OriginGate)]
 
 
-def check_plain_http():
-    """Refuse to serve other machines over plain HTTP (passwords and the session cookie would
-    cross the network in clear), unless TUNELOOP_ALLOW_PLAIN_HTTP=1; then warn loudly."""
+def plain_http_warning() -> str | None:
+    """Why serving as configured is unsafe: other machines reach the app over plain HTTP, so
+    passwords and session cookies cross the network in clear. None on loopback or with TLS."""
     from streamlit import config
 
     address = str(config.get_option("server.address") or "127.0.0.1")
@@ -264,23 +264,31 @@ def check_plain_http():
         return None
     if config.get_option("server.sslCertFile"):
         return None
-    warning = (
+    return (
         f"Tuneloop listens on {address} over plain HTTP: anyone on the network can read "
         "passwords and session cookies. Serve it over HTTPS (--server.sslCertFile and "
         "--server.sslKeyFile; README: Access from other machines)."
     )
+
+
+def check_plain_http():
+    """Refuse to start with `plain_http_warning`, unless TUNELOOP_ALLOW_PLAIN_HTTP=1: then print
+    it loudly (the login page shows it too)."""
+    warning = plain_http_warning()
+    if warning is None:
+        return
     if os.environ.get("TUNELOOP_ALLOW_PLAIN_HTTP") != "1":
         raise SystemExit(
-            f"\n  {warning}\n  Refusing to start. (TUNELOOP_ALLOW_PLAIN_HTTP=1 "
-            "starts it anyway, with this warning on every login page.)\n"
+            f"\n  {warning}\n  Refusing to start. (TUNELOOP_ALLOW_PLAIN_HTTP=1 starts it "
+            "anyway, with this warning on every login page.)\n"
         )
     print(f"\n  WARNING: {warning}\n", flush=True)
-    return warning
 
 
-def plain_http_warning() -> str | None:
-    """The warning the login page shows while the app serves other machines in clear."""
-    try:
-        return check_plain_http()
-    except SystemExit:
-        return None
+def forwarded_client(peer: str | None, forwarded_for: str | None) -> str:
+    """Who is asking, for the login throttle: the nearest X-Forwarded-For entry when the peer
+    is a proxy named in TUNELOOP_TRUSTED_PROXIES (anyone else can send the header), else the
+    peer itself ("local" when there is none, as in AppTest)."""
+    nearest = (forwarded_for or "").split(",")[-1].strip()
+    trusted = {p.strip() for p in os.environ.get("TUNELOOP_TRUSTED_PROXIES", "").split(",")}
+    return nearest if nearest and peer and peer in trusted else peer or "local"

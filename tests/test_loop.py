@@ -79,6 +79,43 @@ def test_unmeasured_kinds_are_priced_from_measured_ones_and_estimates_never_loop
         eta.begin("evaluation", 7.0)
 
 
+def test_a_like_run_s_rates_keep_a_slow_first_unit_from_pricing_the_rest():
+    """Click 2 of bench/loop.py: the base model's first validation batch (warm-up) was slow,
+    and priced every training step from it. A like earlier run's measured rates are the prior."""
+    plan = training_plan(24, 8, 4, 4, summaries_last_only=True)
+    cold = Eta(plan, TRAINING_ESTIMATES)
+    first = Eta(plan, TRAINING_ESTIMATES)
+    total = sum(p.units * COSTS[p.kind] for p in plan)
+    simulate(plan, first, COSTS)
+    warm = Eta(plan, TRAINING_ESTIMATES, prior=first.measured(total))
+    for eta in (cold, warm):
+        eta.begin("validation loss", 0.0)
+        eta.left = eta.update(1, 8.0)  # a first batch 8x slower than the rest
+    assert abs(warm.left - (total - 1.0)) / (total - 1.0) < 0.1
+    assert cold.left > 2 * (total - 1.0)
+
+
+def test_the_worker_leaves_its_rates_and_the_next_like_run_gets_them(con, tmp_path):
+    import json
+
+    from engine.jobs import runfolder
+    from engine.training.eta import RATES
+    from engine.training.runs import measured_rates
+    from store import runs as runs_store
+
+    shape = {"base_model": "m", "method": "lora", "batch_size": 2, "grad_accum": 1}
+    shape |= {"max_length": 512, "max_new_tokens": 160}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rates = {"spent": {"training": 72.0}, "units": {"training": 24}}
+    runfolder.write_json(run_dir / RATES, rates)
+    runs_store.add_run(con, "t1", "train", str(run_dir), shape, "ada")
+    assert measured_rates(con, shape) is None  # not finished
+    runs_store.set_state(con, "t1", "succeeded")
+    assert measured_rates(con, shape) == json.loads(json.dumps(rates))
+    assert measured_rates(con, shape | {"batch_size": 4}) is None  # another shape costs more
+
+
 def test_the_evaluations_after_training_are_priced_from_history_or_the_step_rate():
     eta = Eta([Phase("training", 4)], TRAINING_ESTIMATES)
     eta.begin("training", 0.0)

@@ -139,7 +139,13 @@ def test_a_raw_socket_cannot_clear_caches_or_leak_pollers(app):
     expect(page.get_by_role("button", name="Log out ada (admin)")).to_be_visible()
 
 
-def test_metrics_answer_nobody(app):
+def test_the_first_page_after_a_start_is_the_login_form_and_metrics_answer_nobody(app):
+    # The probe once got Streamlit's raw list of page files on the first request after a start.
+    page = app.browser.new_page()
+    page.goto(app.url + "/curate")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.get_by_role("link", name="Curate")).to_have_count(0)
+    page.close()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{app.url}/_stcore/metrics", timeout=10)
     assert refused.value.code == 404

@@ -20,6 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+RATES = "rates.json"  # a finished run's measured seconds and units per kind (`Eta.measured`)
+PRIOR_RATES = "prior_rates.json"  # the RATES of an earlier run of the same shape, for the next
+# What makes two runs cost the same per unit: the model, how it is trained and the batch shape.
+SHAPE = ("base_model", "method", "batch_size", "grad_accum", "max_length", "max_new_tokens")
+
 
 @dataclass
 class Phase:
@@ -38,14 +43,22 @@ class Eta:
     order (a phase skipped, such as an evaluation round early stopping never reaches, is passed
     over by beginning a later one) and `update` with the units done of the current one."""
 
-    def __init__(self, plan: list[Phase], estimates: dict[str, Estimate | float] | None = None):
+    def __init__(
+        self,
+        plan: list[Phase],
+        estimates: dict[str, Estimate | float] | None = None,
+        prior: dict | None = None,
+    ):
+        """`prior`: `measured()` of an earlier run of the same shape on this machine; it counts
+        as measured, so the first, slow units of a phase (warm-up) do not price all the rest."""
         self.plan = plan
         self.estimates = {
             k: v if isinstance(v, Estimate) else Estimate(seconds=v)
             for k, v in (estimates or {}).items()
         }
-        self.spent: dict[str, float] = {}  # seconds measured per kind (finished phases)
-        self.units: dict[str, int] = {}  # units measured per kind (finished phases)
+        prior = prior or {}
+        self.spent: dict[str, float] = dict(prior.get("spent", {}))  # seconds measured per kind
+        self.units: dict[str, int] = dict(prior.get("units", {}))  # units measured per kind
         self.index = -1
         self.started = 0.0
         self.done = 0
@@ -59,6 +72,12 @@ class Eta:
                 self.index, self.started, self.done = i, now, 0
                 return
         raise ValueError(f"No {kind!r} phase is left in the plan.")
+
+    def measured(self, now: float) -> dict:
+        """What the run measured (the phase in progress closed at `now`), to be the `prior` of
+        the next run of the same shape."""
+        self._close(now)
+        return {"spent": dict(self.spent), "units": dict(self.units)}
 
     def _close(self, now: float):
         if 0 <= self.index < len(self.plan) and self.done:

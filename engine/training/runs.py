@@ -21,6 +21,7 @@ from engine.jobs import runfolder, runqueue
 from engine.models.registry import current_prompt, resolve
 from engine.training.config import PRESETS, TrainConfig, preflight
 from engine.training.data import estimate_training_tokens
+from engine.training.eta import PRIOR_RATES, RATES, SHAPE
 from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
@@ -105,6 +106,9 @@ def start_training(
         (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
         if not (extra or {}).get("sweep_id"):  # a sweep's trials are not evaluated after
             runfolder.write_json(run_dir / "followup.json", followup_plan(con, dataset_id))
+        prior = measured_rates(con, run_config)
+        if prior:
+            runfolder.write_json(run_dir / PRIOR_RATES, prior)
         record(
             con,
             user,
@@ -119,6 +123,20 @@ def start_training(
         )
         runqueue.pump(con)
     return run_id, warnings
+
+
+def measured_rates(con, config: dict) -> dict | None:
+    """What the newest succeeded training run of the same shape (engine/training/eta.py SHAPE)
+    measured per unit of each phase on this install, for the next run's ETA; None when no such
+    run has finished here."""
+    done = runs_store.list_runs(con, kind="train", states=("succeeded",))
+    for run in done.head(10).to_dict("records"):
+        old = json.loads(run["config"])
+        if all(old.get(k) == config.get(k) for k in SHAPE):
+            rates = runfolder.read_json(Path(run["run_dir"]) / RATES)
+            if rates:
+                return rates
+    return None
 
 
 def followup_plan(con, dataset_id: int) -> dict:

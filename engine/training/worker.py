@@ -44,7 +44,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.jobs.runfolder import RunWriter, read_json
+from engine.jobs.runfolder import RunWriter, read_json, write_json
 from engine.training.config import (
     TrainConfig,
     lora_config,
@@ -55,6 +55,8 @@ from engine.training.config import (
 )
 from engine.training.data import fit_examples, read_records, rouge_set, sample
 from engine.training.eta import (
+    PRIOR_RATES,
+    RATES,
     TRAINING_ESTIMATES,
     Estimate,
     Eta,
@@ -138,6 +140,7 @@ def build_trainer(
         ),
         TRAINING_ESTIMATES
         | {"training": Estimate(like=("validation loss", 3.0 * config.grad_accum))},
+        prior=read_json(run_dir / PRIOR_RATES),  # the app's copy of a like run's RATES
     )
     callbacks = [callback]
     if eval_examples and config.early_stopping_patience:
@@ -221,6 +224,8 @@ def run_training(run_dir: str | Path) -> str:
 
     metrics = summary_metrics(callback, state, best_step, final)
     result = "cancelled" if callback.cancelled else "succeeded"
+    if callback.eta is not None and result == "succeeded":
+        write_json(run_dir / RATES, callback.eta.measured(time.time()))
     writer.event("finished", state=result, metrics=metrics)
     reason = (
         f"Cancelled at step {state.global_step}; kept the best weights so far."

@@ -315,3 +315,19 @@ def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     assert '"max_new_tokens": 64' in generation  # the page's settings reach the run
     runqueue.cancel_run(con, started["id"].iloc[0])
     runfolder.request_cancel(started["run_dir"].iloc[0], grace_s=30)
+
+
+def test_count_tokens_returns_at_once_and_reports_when_done(app):
+    from engine.jobs import background
+    from ui.data_tabs import TOKENS_TASK
+
+    app.switch_page("pages/data.py").run()
+    app.button(key="data_tokens").click().run()
+    assert not app.exception, app.exception
+    state = background.state(TOKENS_TASK)
+    assert state is not None  # the click queued it and the page was drawn meanwhile
+    state["thread"].join(120)
+    app.run()
+    assert any("Counted tokens" in s.value for s in app.success), [e.value for e in app.error]
+    counted = open_store().execute("SELECT count(*) FROM documents WHERE n_tokens > 0").fetchone()
+    assert counted[0] >= 40

@@ -22,11 +22,13 @@ from engine.data.split import (
     split_examples,
     training_data_summary,
 )
+from engine.jobs import background
 from engine.paths import import_dirs, new_upload_folder, safe_file_name
 from store import duplicates as dup_store
 from store import examples as examples_store
 from store import splits as splits_store
 from ui.common import progress_ui
+from ui.live import live_fragment
 from ui.text import plain
 from ui.training_data import summary_ui
 
@@ -235,12 +237,29 @@ def clean_tab(con):
         )
     if st.button("Count tokens and flag documents over the model's context", key="data_tokens"):
         from engine.data.curation import count_tokens
-        from engine.models.embedded import default_model_dir
 
-        with st.spinner("Preparing the default model's tokenizer…"):
-            model_dir = default_model_dir(progress=lambda msg: None)
-        window = count_tokens(con, model_dir, progress=progress_ui("Counting tokens…"))
-        st.success(f"Counted tokens with SmolLM2's tokenizer (context window {window:,}).")
+        background.start(TOKENS_TASK, con, count_tokens, user=st.session_state["user"])
+    if background.state(TOKENS_TASK) is not None:
+        token_count_ui()
+
+
+TOKENS_TASK = "count_tokens"
+
+
+@live_fragment(1)
+def token_count_ui():
+    """How the token count started from the Clean tab goes (it runs on a thread)."""
+    if background.running(TOKENS_TASK):
+        task = background.state(TOKENS_TASK)
+        done, total = task["done"], task["total"]
+        text = f"Counting tokens… {done:,} / {total:,}" if total else "Loading the tokenizer…"
+        st.progress(done / total if total else 0.0, text=text)
+    elif (state := background.take_finished(TOKENS_TASK)) is not None:
+        if state["error"]:
+            st.error(f"Tokens were not counted: {state['error']}")
+        else:
+            window = state["result"]
+            st.success(f"Counted tokens with SmolLM2's tokenizer (context window {window:,}).")
 
 
 def overview_tab(con):

@@ -113,11 +113,14 @@ def refresh_flags(con, context_window: int | None = None, since_id: int = 0):
         examples_store.set_flags(con, pd.DataFrame({"id": batch["id"], "flags": flags}))
 
 
-def count_tokens(con, model_dir: str | Path, progress=None) -> int:
-    """Count each document's tokens in the chosen model's tokenizer and flag those over its
-    context window. Returns the context window used."""
-    from engine.models.embedded import context_window, load_tokenizer
+def count_tokens(con, model_dir: str | Path | None = None, progress=None, user=CONSOLE) -> int:
+    """Count each document's tokens in the chosen model's tokenizer (the embedded default's
+    when None: converted on first use) and flag those over its context window. Returns the
+    context window used."""
+    from engine.models.embedded import context_window, default_model_dir, load_tokenizer
 
+    check(user, "clean")
+    model_dir = model_dir or default_model_dir(progress=lambda msg: None)
     tokenizer = load_tokenizer(str(model_dir))
     window = context_window(model_dir)
     total, done = docs_store.count_documents(con), 0

@@ -16,7 +16,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def test_requirements_are_pinned():
-    for name in ("requirements.txt", "requirements-models.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-models.txt"):
         for line in (ROOT / name).read_text().splitlines():
-            if line and not line.startswith("#"):
+            if line and not line.startswith(("#", "-r ")):
                 assert "==" in line, f"{name}: {line} is not pinned"

@@ -1,68 +1,19 @@
-"""Streamlit glue shared by the pages: the store handle, the live fragments and small widgets.
-
-The DuckDB connection is opened once per database path and process (a module-level registry,
-not st.cache_resource: clearing a cache must never open a second connection or start a second
-background poller); every script run takes its own cursor from it (a DuckDB connection is not
-thread-safe), so tests can point TUNELOOP_HOME elsewhere.
-"""
+"""Streamlit glue shared by the pages: the store handle (ui/connection.py), the sidebar status
+and small widgets."""
 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import streamlit as st
 
-import store
 from engine import auth
-from engine.data.samples import load_sample_if_empty
-from engine.paths import db_path, secure_data_dir
-from engine.scheduler import Poller
+from engine.paths import db_path
 from store import duplicates as dup_store
 from store import examples as examples_store
+from ui.connection import db, permission_notices, poller
 from ui.jobs import sidebar_jobs_ui
-
-_connections: dict[str, object] = {}
-_pollers: dict[str, Poller] = {}
-_open_lock = threading.Lock()
-_permission_notices: dict[str, list[str]] = {}
-
-
-def _connection(path: str):
-    with _open_lock:
-        if path in _connections:
-            return _connections[path]
-        _permission_notices[path] = secure_data_dir(Path(path).parent)
-        for line in _permission_notices[path]:
-            print(f"  Tuneloop: {line}", flush=True)
-        try:
-            con = store.connect(path)
-        except store.StoreUnavailable as e:
-            print(f"  Tuneloop: {e}", flush=True)  # the console is the owner's; pages are not
-            st.error(
-                "Tuneloop cannot open its data store right now. The person who runs it has "
-                "been told why on its console."
-            )
-            st.stop()
-        if os.environ.get("TUNELOOP_SAMPLE", "1") != "0":
-            load_sample_if_empty(con)
-        # The background poller ingests every run (re-attaching to runs that outlived a previous
-        # app process, failing dead ones) and starts queued ones, whether or not a page is open.
-        _pollers[path] = Poller(con).start()
-        _connections[path] = con
-        return con
-
-
-def poller() -> Poller:
-    """The app's background poller (see engine/scheduler.py): one per process and store."""
-    _connection(str(db_path()))
-    return _pollers[str(db_path())]
-
-
-def db():
-    """A cursor on the app's database for this script run."""
-    return _connection(str(db_path())).cursor()
 
 
 def sidebar_status():
@@ -73,7 +24,7 @@ def sidebar_status():
         st.caption(f"{n:,} examples · {clusters:,} duplicate clusters")
         if auth.can(st.session_state.get("user"), "users"):  # server paths: admins only
             st.caption(f"Data folder: `{db_path().parent}`")
-            for line in _permission_notices.pop(str(db_path()), []):
+            for line in permission_notices.pop(str(db_path()), []):
                 st.warning(line)
     sidebar_jobs_ui(db, poller)
 

@@ -13,12 +13,11 @@ import functools
 import streamlit as st
 
 from engine import auth
+from ui.connection import db
 
 
 def session_still_valid() -> bool:
     """Re-read this session's user from the store (their role may have changed too)."""
-    from ui.common import db  # ui.common draws the sidebar with fragments from here
-
     user = auth.session_user(db(), st.session_state.get("login_cookie") or None)
     if user is None:
         return False

@@ -331,3 +331,21 @@ def test_count_tokens_returns_at_once_and_reports_when_done(app):
     assert any("Counted tokens" in s.value for s in app.success), [e.value for e in app.error]
     counted = open_store().execute("SELECT count(*) FROM documents WHERE n_tokens > 0").fetchone()
     assert counted[0] >= 40
+
+
+def test_home_points_only_to_files_that_exist(app):
+    import re
+
+    app.switch_page("pages/home.py").run()
+    shown = " ".join(e.value for kind in ("markdown", "info", "caption") for e in getattr(app, kind))
+    named = set(re.findall(r"`([\w/.-]+\.md)`", shown))
+    assert "engine/data/sample_set/README.md" in named  # the walk met engine/samples/README.md
+    assert all((ROOT / path).exists() for path in named), named
+
+
+def test_the_split_message_says_why_train_counts_can_be_lower(app):
+    app.switch_page("pages/data.py").run()
+    next(b for b in app.button if b.label == "Split").click().run()
+    assert not app.exception, app.exception
+    said = " ".join(s.value for s in app.success)
+    assert "Training uses accepted examples only" in said, said  # the walk: 188 here, 186 there

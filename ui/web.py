@@ -267,7 +267,7 @@ def plain_http_warning() -> str | None:
     return (
         f"Tuneloop listens on {address} over plain HTTP: anyone on the network can read "
         "passwords and session cookies. Serve it over HTTPS (--server.sslCertFile and "
-        "--server.sslKeyFile; README: Access from other machines)."
+        "--server.sslKeyFile; docs/security.md: Access from other machines)."
     )
 
 

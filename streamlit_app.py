@@ -1,6 +1,6 @@
 """Tuneloop's frame: page config, the login gate, navigation and the sidebar status.
 
-Run: streamlit run streamlit_app.py   (listens on 127.0.0.1; docs/security.md: "Access from other machines")
+Run: streamlit run streamlit_app.py   (listens on 127.0.0.1; other machines: docs/security.md)
 
 `streamlit run` imports this file first as an ASGI app (the `app` below: ui/web.py's origin
 gate and cookie routes in front of Streamlit), then runs it as the frame of every session.

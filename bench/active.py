@@ -67,7 +67,7 @@ def fine_tune(run_dir: Path, config, bills: list[dict]) -> dict:
 
 def draft_pool(run_dir: Path, base_dir: str, bills: list[dict], settings) -> dict:
     """{bill id: draft row (summary, mean_logprob)} from the app's drafting worker."""
-    from engine.labelling.worker import DRAFTS, DraftConfig, run_drafting, write_run
+    from engine.models.drafting import DRAFTS, DraftConfig, run_drafting, write_run
 
     documents = [{"document_id": b["id"], "text": b["document"]} for b in bills]
     if not (run_dir / "config.json").exists():  # a kept folder resumes where it stopped
@@ -84,7 +84,7 @@ def rouge2(run_dir: Path, base_dir: str, adapter: str | None, bills: list[dict],
     import subprocess
 
     from engine.evaluation.worker import read_scores, write_eval_run
-    from engine.labelling.worker import DraftConfig
+    from engine.models.drafting import DraftConfig
 
     if not read_scores(run_dir):  # not evaluated yet (a kept folder resumes)
         config = DraftConfig(model=base_dir, adapter=adapter, generation=settings)
@@ -148,9 +148,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.evaluation.metrics import bootstrap_ci, paired_bootstrap
     from engine.models.embedded import default_model_dir
     from engine.models.generation import GenerationSettings
+    from engine.stats import bootstrap_ci, paired_bootstrap
     from engine.training.config import PRESETS, TrainConfig
 
     gpu = torch.cuda.is_available()

@@ -275,7 +275,8 @@ def main(argv=None) -> int:
 def reference_check(bills: list[dict]) -> str:
     """The same fact check on the reference summaries: what the check flags in summaries
     written by people (CRS adds agencies, acts and dates that the bill text does not name)."""
-    from engine.evaluation.metrics import bootstrap_ci, unsupported_facts
+    from engine.metrics import unsupported_facts
+    from engine.stats import bootstrap_ci
 
     flags = [bool(unsupported_facts(b["summary"], b["document"])) for b in bills]
     ci = bootstrap_ci(flags)
@@ -289,8 +290,8 @@ def report_saved(folder: Path, data: Path) -> int:
     """The score tables of a run saved with --keep. With the bills at hand, the fact check is
     run again with this version's rules on the saved summaries (ROUGE and similarity are as
     saved)."""
-    from engine.evaluation.metrics import unsupported_facts
-    from engine.evaluation.worker import aggregate, fact_counts
+    from engine.evaluation.worker import aggregate
+    from engine.metrics import fact_counts, unsupported_facts
 
     bills = {b["id"]: b for b in read_bills(data)} if data.exists() else {}
     documents = {i: b["document"] for i, b in bills.items()}

@@ -94,7 +94,7 @@ def evaluate_model(
     bill order), "summary", "wall_s", "docs_per_s", "tokens_per_s" (generation only), "cut"}."""
     from engine.evaluation.worker import read_scores, run_evaluation, write_eval_run
     from engine.jobs.runfolder import read_events
-    from engine.labelling.worker import DraftConfig
+    from engine.models.drafting import DraftConfig
 
     config = DraftConfig(model=model, adapter=adapter, generation=settings)
     rows = [

@@ -173,13 +173,14 @@ def report(con, run_id: str, t_click: float, t_returned: float, t_ready: float, 
 def one_click(con, timeout: float) -> tuple[list[str], dict]:
     """Click Retrain, tick as the poller does until Compare is ready; (report lines, times)."""
     from engine.evaluation.runs import ready_pair
+    from engine.followups import followup_plan
     from engine.models.registry import production_model
     from engine.scheduler import tick
     from engine.training.runs import retrain_latest
     from store import runs as runs_store
 
     t_click = time.time()
-    run_id, _ = retrain_latest(con)
+    run_id, _ = retrain_latest(con, followup=followup_plan)
     t_returned = time.time()
     config = json.loads(runs_store.get_run(con, run_id)["config"])
     dataset_id, base = config["dataset_version"], production_model(con)

@@ -30,6 +30,7 @@ import os
 import sys
 
 from engine.data import cli as data_cli
+from engine.errors import TuneloopError
 from engine.evaluation import cli as evaluation_cli
 from engine.labelling import cli as labelling_cli
 from engine.paths import db_path
@@ -44,7 +45,7 @@ def _read_password(args) -> str:
         return sys.stdin.readline().rstrip("\n")
     password = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != password:
-        raise ValueError("The two passwords differ; nothing changed.")
+        raise TuneloopError("The two passwords differ; nothing changed.")
     return password
 
 
@@ -83,7 +84,7 @@ def cmd_jobs(con, args):
 
     if args.action == "cancel":
         if not args.run_id or runs_store.get_run(con, args.run_id) is None:
-            raise ValueError("Name the job to cancel: python -m engine jobs cancel RUN_ID")
+            raise TuneloopError("Name the job to cancel: python -m engine jobs cancel RUN_ID")
         cancel_run(con, args.run_id)
         print(f"Cancel requested for {args.run_id}.")
         return
@@ -141,20 +142,22 @@ WORKERS = {  # background workers: they never open the database
 
 
 def main(argv=None) -> int:
+    """Run one command. A TuneloopError (a message for people) or a database that cannot be
+    opened prints `error: …` and returns 1; argparse answers bad arguments itself (exit 2);
+    anything else is a bug and raises with its traceback."""
     argv = sys.argv[1:] if argv is None else argv
     os.umask(0o077)  # what the engine writes in the data folder is for its owner only
     if argv and argv[0] in WORKERS:
         import importlib
 
         return importlib.import_module(WORKERS[argv[0]]).main(argv[1:])
-    from engine.data.sources import ImportProblem
-    from store import connect
+    from store import StoreUnavailable, connect
 
     args = build_parser().parse_args(argv)
     try:
         con = connect(db_path())
         args.run(con, args)
-    except (ImportProblem, ValueError, RuntimeError) as e:  # AuthProblem is a ValueError
+    except (TuneloopError, StoreUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 import bcrypt
 
 from engine.audit import record
+from engine.errors import TuneloopError
 from store import sessions as sessions_store
 from store import users as users_store
 
@@ -42,7 +43,7 @@ ADMIN_ONLY = ("train", "deploy", "delete", "users", "promote", "compare", "impor
 # What changes data in bulk, or trains and ships: admins only, checked by the engine functions
 # themselves (`check`), not only by the pages. What's left for reviewers: "login", "label",
 # "review", "edit" (one example), "vote", "chat".
-ADMIN_ONLY += ("bulk_edit", "duplicates", "split", "clean", "export", "evaluate")
+ADMIN_ONLY += ("bulk_edit", "duplicates", "split", "clean", "export", "evaluate", "queues")
 ADMIN_ONLY += ("export_model",)  # the weights and the model card leave the app
 ADMIN_ONLY += ("serve",)  # the API server and its keys: the model answers the network
 # The CLI's user: it runs as the machine's owner, who is trusted (and who can read the database
@@ -63,6 +64,7 @@ ACTION_WORDS = {
     "serve": "run the API server or manage API keys",
     "users": "manage accounts or read the audit log",
     "delete": "delete data",
+    "queues": "change the labelling order or the share of API traffic reviewed",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{2,40}$")
 MIN_PASSWORD = 8
@@ -77,13 +79,12 @@ _SALT, _DEVICE_SALT = "tuneloop-session", "tuneloop-device"
 DEVICE_DAYS = 180  # how long a browser stays a known device of its user
 
 
-class AuthProblem(ValueError):
+class AuthProblem(TuneloopError):
     """A message for people: why an account could not be created or changed, or login failed."""
 
 
-class PermissionDenied(ValueError):
-    """The acting user's role may not do this (or nobody is signed in): a message for people.
-    Nothing was changed."""
+class PermissionDenied(TuneloopError):
+    """The acting user's role may not do this (or nobody is signed in); nothing was changed."""
 
 
 class TooManyAttempts(AuthProblem):

@@ -3,7 +3,8 @@ start what comes next, whether or not anyone has a page open.
 
 One `tick` ingests each live run's new events and results (drafts, a trained model, evaluation
 scores), starts the follow-ups of a finished one (a succeeded training run registers its model
-and evaluates it; a sweep queues its next trial), and starts queued runs when a slot is free.
+and is evaluated: engine/followups.py; a sweep queues its next trial), and starts queued runs
+when a slot is free.
 `Poller` runs `tick` on a daemon thread of the app process; pages only read the store. The CLI
 calls `wait_for`, which ticks until its run has finished. Finished runs are reported to
 listeners (the sidebar uses this to tell the user a job ended).
@@ -63,7 +64,7 @@ def _prepare(con):
 def _after(con, kind: str, run_id: str, state: str):
     """What a finished run sets in motion."""
     if kind == "train" and state == "succeeded":
-        from engine.training.runs import evaluate_if_done
+        from engine.followups import evaluate_if_done
 
         evaluate_if_done(con, run_id)
     if kind == "train":

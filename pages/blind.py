@@ -3,12 +3,12 @@ Pick the better one or call a tie, with an optional reason. Nothing on this page
 model wrote which, before or after the vote (learning a model's style would unblind later
 votes); the win rates are on the Compare page. An admin opens comparisons there. Documents and
 summaries show as plain text. Reviewers' Chat cannot regenerate these greedy summaries (it
-samples, with the production model only: engine/labelling/preference.py), so it cannot unblind a
+samples, with the production model only: engine/evaluation/preference.py), so it cannot unblind a
 vote."""
 
 import streamlit as st
 
-from engine.labelling.preference import next_item, pending_count, record_vote
+from engine.evaluation.preference import next_item, pending_count, record_vote
 from store import preferences as pref_store
 from ui.common import db, require_login
 from ui.text import plain

@@ -1,7 +1,7 @@
 """Chat: talk to any registered model, or ask it to summarize a document from the store, pasted
 or uploaded. Tokens stream as they are generated; history is kept per user in the store.
 Reviewers chat with the production model only, always sampled, settings hidden
-(engine.labelling.preference.chat_settings: blind A/B stays blind). Admins summarize with the
+(engine.evaluation.preference.chat_settings: blind A/B stays blind). Admins summarize with the
 settings of the model's own evaluation (shown, and changeable, under "Generation settings").
 A document to summarize is measured in bytes, then characters, against the models' bounds
 (engine/models/bounds.py) before it is tokenized, and the upload widget takes no more than those
@@ -17,9 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from engine.auth import can
+from engine.evaluation.preference import chat_settings
 from engine.evaluation.runs import EVAL_SETTINGS
 from engine.labelling.feedback import document_of, record_chat_feedback
-from engine.labelling.preference import chat_settings
 from engine.models.bounds import folder_bounds, model_bounds
 from engine.models.generation import GenerationSettings, stream_chat
 from engine.models.prompts import build_messages

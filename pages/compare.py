@@ -7,9 +7,9 @@ import streamlit as st
 
 from engine.evaluation import charts
 from engine.evaluation.comparison import compare_runs
+from engine.evaluation.preference import open_pair, win_rates, win_rates_by_reviewer
 from engine.evaluation.report import comparison_html
 from engine.evaluation.runs import ready_pair
-from engine.labelling.preference import open_pair, win_rates, win_rates_by_reviewer
 from engine.labelling.savings import savings_table
 from ui.common import db, require
 from ui.compare import (

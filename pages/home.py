@@ -4,7 +4,7 @@ the store, done or to do, the next action and a link to its page."""
 import streamlit as st
 
 from engine.auth import can
-from engine.overview import loop_status, pending_import
+from engine.overview import loop_status, pending_import, train_step
 from store import runs as runs_store
 from ui.common import db, require_login
 from ui.jobs import POLL_EVERY_S, job_ui
@@ -13,6 +13,18 @@ from ui.live import live_fragment
 require_login()
 con = db()
 user = st.session_state["user"]
+STEP_PAGES = {  # engine/overview.py's step ids: the page each step is done on
+    "import": "pages/data.py",
+    "clean": "pages/data.py",
+    "dedupe": "pages/duplicates.py",
+    "curate": "pages/curate.py",
+    "label": "pages/label.py",
+    "review": "pages/review.py",
+    "split": "pages/data.py",
+    "train": "pages/train.py",
+    "compare": "pages/compare.py",
+    "promote": "pages/compare.py",
+}
 PAGE_TITLES = {
     "pages/data.py": ("Data", "📥"),
     "pages/duplicates.py": ("Duplicates", "👯"),
@@ -28,7 +40,7 @@ st.markdown(
     "Turn a pile of documents into a fine-tuned summarization model you can trust: curate the "
     "data, label what has no summary, train, compare with the model you started from, ship."
 )
-trained = next(s for s in loop_status(con) if s["step"] == "Train")["done"]
+trained = train_step(con)["done"]
 with st.expander("The sample set this install starts with", expanded=not trained):
     st.markdown(
         "**44 fictional personal-injury cases** (complaints, case summaries, settlement memos, "
@@ -61,7 +73,7 @@ def loop_ui():
     steps = loop_status(con)
     if note := pending_import(con):
         st.warning(note, icon="📥")
-        st.page_link("pages/curate.py", label="Curate", icon="✍️")
+        st.page_link(STEP_PAGES["curate"], label="Curate", icon="✍️")
     allowed = [s for s in steps if s["action"] is None or can(user, s["action"])]
     upcoming = next((s for s in allowed if not s["done"]), None)
     if upcoming:
@@ -77,8 +89,9 @@ def loop_ui():
             detail.markdown(step["counts"])
             detail.caption(("Done. " if step["done"] else "To do: ") + step["next"])
             if step in allowed:
-                title, icon = PAGE_TITLES[step["page"]]
-                link.page_link(step["page"], label=title, icon=icon)
+                page = STEP_PAGES[step["id"]]
+                title, icon = PAGE_TITLES[page]
+                link.page_link(page, label=title, icon=icon)
             else:
                 link.caption("An admin does this step.")
 

@@ -7,8 +7,8 @@ plain order."""
 import streamlit as st
 
 from engine.auth import can
+from engine.evaluation.preference import draft_settings
 from engine.labelling import ordering
-from engine.labelling.preference import draft_settings
 from engine.labelling.runs import start_drafting
 from engine.models.registry import ensure_default_model, production_model
 from store import labelling as label_store

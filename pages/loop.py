@@ -1,12 +1,13 @@
 """Loop health (admins): is use flowing back into data and better models? Examples by source
 over time, feedback volume and the share corrected, time since the last retrain, and each model
 version with its test scores and the review effort its drafts cost
-(engine/labelling/feedback.py `loop_health`)."""
+(engine/labelling/loop_health.py)."""
 
 import altair as alt
 import streamlit as st
 
-from engine.labelling.feedback import loop_health, sample_rate, set_sample_rate
+from engine.labelling.feedback import sample_rate, set_sample_rate
+from engine.labelling.loop_health import loop_health
 from ui.common import db, require
 from ui.savings import savings_ui
 

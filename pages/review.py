@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data.editing import revert_change
-from engine.labelling import feedback
+from engine.labelling import feedback_review
 from engine.labelling.highlight import source_sentences
 from engine.labelling.review import agreement, mark_unusable, next_draft, save_review, skip
 from engine.scheduler import catch_up_api_log
@@ -40,7 +40,7 @@ def feedback_ui():
     """One queued answer from Chat or the API: the question or document, the answer, the
     asker's rating and correction; the reviewer edits the final text, rates, accepts or
     rejects. Widgets are keyed by the item's id."""
-    item = feedback.next_item(con)
+    item = feedback_review.next_item(con)
     if item is None:
         st.info("No feedback waiting. Ratings and corrections from Chat and the API land here.")
         return
@@ -70,14 +70,14 @@ def feedback_ui():
     stars = None if stars is None else stars + 1
     try:
         if accept:
-            example_id, flags = feedback.accept(con, item_id, user, text, stars, opened)
+            example_id, flags = feedback_review.accept(con, item_id, user, text, stars, opened)
             note = f" (flags: {', '.join(flags)})" if flags else ""
             done(
                 f"Feedback {item_id} accepted"
                 + (f" as example {example_id}{note}." if example_id else ".")
             )
         elif reject:
-            feedback.reject(con, item_id, user, stars, opened)
+            feedback_review.reject(con, item_id, user, stars, opened)
             done(f"Feedback {item_id} rejected.")
     except ValueError as e:
         st.error(str(e))

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from engine.followups import followup_plan
 from engine.jobs import runfolder
 from engine.training.runs import (
     default_config,
@@ -57,7 +58,7 @@ if default_config(con).rouge_last_eval_only:
     )
 if st.button("Retrain with the latest accepted data", type="primary", key="train_retrain"):
     try:  # returns at once: the split and freeze run on a thread, shown by preparing_ui
-        retrain_in_background(con, user)
+        retrain_in_background(con, user, followup=followup_plan)
     except ValueError as e:
         st.error(str(e))
 
@@ -86,7 +87,7 @@ with st.expander("New run with chosen settings"):
     config = config_ui(default_config(con))
     if st.button("Start this run", key="train_start") and config is not None:
         try:
-            queued(*start_training(con, config, base, user))
+            queued(*start_training(con, config, base, user, followup=followup_plan))
         except ValueError as e:
             st.error(str(e))
 

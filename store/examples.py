@@ -84,23 +84,87 @@ def like_literal(text: str) -> str:
 _FROM = "FROM examples e JOIN documents d ON d.id = e.document_id"
 
 
+_REQUIRED = ("document_id", "summary", "origin", "source", "status", "content_hash",
+             "n_summary_words")  # fmt: skip
+_OPTIONAL = ("flags", "parent_id", "updated_by")
+
+
 def add_examples(con, rows) -> int:
-    """Insert examples (a DataFrame or Arrow table: document_id, summary, origin, source,
-    status, flags, content_hash, n_summary_words) whose content_hash is new; return how many
-    were new."""
+    """The one way into the examples table (tests/test_identity.py checks): insert the rows (a
+    DataFrame or Arrow table with the _REQUIRED columns and any of the _OPTIONAL ones) whose
+    content_hash (engine/data/keys.py) is not stored yet, the first of a batch's repeats;
+    return how many were new. A UNIQUE index on content_hash backs the rule."""
+    names = rows.column_names if hasattr(rows, "column_names") else list(rows.columns)
+    assert set(_REQUIRED) <= set(names), f"add_examples needs the columns {_REQUIRED}"
+    columns = ", ".join([*_REQUIRED, *(c for c in _OPTIONAL if c in names)])
     con.register("_new_examples", rows)
     try:
         return con.execute(
-            """INSERT INTO examples (document_id, summary, origin, source, status, flags,
-                   content_hash, n_summary_words)
-               SELECT document_id, summary, origin, source, status, flags, content_hash,
-                   n_summary_words
+            f"""INSERT INTO examples ({columns})
+               SELECT {columns}
                FROM (SELECT *, row_number() OVER (PARTITION BY content_hash) AS k
                      FROM _new_examples)
                WHERE k = 1 AND content_hash NOT IN (SELECT content_hash FROM examples)"""
         ).fetchone()[0]
     finally:
         con.unregister("_new_examples")
+
+
+def add_example(
+    con,
+    document_id: str,
+    summary: str,
+    content_hash: str,
+    *,
+    origin: str,
+    source: str,
+    status: str,
+    parent_id: int | None = None,
+    user: str | None = None,
+) -> tuple[int, bool]:
+    """One example (a review's correction, an accepted feedback), unless its content_hash is
+    stored already: (the id of the new or of the stored example, whether it is new). A new
+    one's history starts with a 'created' row naming `user`."""
+    _check_status(status)
+    row = dict(document_id=document_id, summary=summary, origin=origin, source=source,
+               status=status, content_hash=content_hash, n_summary_words=len(summary.split()),
+               parent_id=parent_id, updated_by=user)  # fmt: skip
+    new = add_examples(con, pd.DataFrame([row])) > 0
+    example_id = ids_by_hashes(con, [content_hash])[content_hash]
+    if new:
+        history.record_created(con, example_id, summary, user)
+    return example_id, new
+
+
+def ids_by_hashes(con, content_hashes: list[str]) -> dict[str, int]:
+    """{content hash: example id} for those of the hashes that are stored (one each)."""
+    rows = con.execute(
+        "SELECT content_hash, id FROM examples WHERE content_hash IN (SELECT unnest(?))",
+        [list(content_hashes)],
+    ).fetchall()
+    return dict(rows)
+
+
+def hash_inputs(con, example_ids: list[int]) -> pd.DataFrame:
+    """What the examples' content hashes are made of, and the stored ones: id, document_id,
+    summary, content_hash."""
+    return con.execute(
+        "SELECT id, document_id, summary, content_hash FROM examples "
+        "WHERE id IN (SELECT unnest(?)) ORDER BY id",
+        [[int(i) for i in example_ids]],
+    ).fetchdf()
+
+
+def set_content_hashes(con, rows: pd.DataFrame):
+    """rows: id, content_hash (of each one's document and summary now)."""
+    con.register("_hashes", rows[["id", "content_hash"]])
+    try:
+        con.execute(
+            "UPDATE examples SET content_hash = h.content_hash FROM _hashes h "
+            "WHERE examples.id = h.id"
+        )
+    finally:
+        con.unregister("_hashes")
 
 
 def count_examples(con, f: ExampleFilter = ExampleFilter()) -> int:

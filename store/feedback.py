@@ -1,12 +1,11 @@
 """The feedback queue (table `feedback`, migration m009_feedback): ratings and corrections of
 models' answers from Chat and sampled API requests, reviewed into examples; and the queries of
-the Loop page. engine/labelling/feedback.py decides; this module only stores."""
+the Loop page. engine/labelling/feedback.py collects, feedback_review.py decides and
+loop_health.py sums up; this module only stores."""
 
 from __future__ import annotations
 
 import pandas as pd
-
-from store import history
 
 _FIELDS = ("rating", "corrected", "proposed")  # what the asker may change while it is queued
 
@@ -123,40 +122,20 @@ def last_api_request(con) -> int:
     return con.execute("SELECT coalesce(max(id), 0) FROM api_requests").fetchone()[0]
 
 
-def add_example(
-    con, document_id: str, summary: str, source: str, content_hash: str, reviewer: str
-) -> int:
-    """An accepted answer becomes an accepted example (origin human-corrected, the feedback's
-    source); its history starts with a 'created' row naming the reviewer."""
-    example_id = con.execute(
-        """INSERT INTO examples (document_id, summary, origin, source, status, content_hash,
-               n_summary_words, updated_by)
-           VALUES (?, ?, 'human-corrected', ?, 'accepted', ?, ?, ?) RETURNING id""",
-        [document_id, summary, source, content_hash, len(summary.split()), reviewer],
-    ).fetchone()[0]
-    history.record_created(con, example_id, summary, reviewer)
-    return example_id
-
-
 def document_with_text(con, text: str) -> str | None:
     """A stored document whose current (cleaned) text is exactly `text`, if any."""
-    row = con.execute(
+    rows = con.execute(
         "SELECT id FROM documents WHERE clean_text = ? ORDER BY id LIMIT 1", [text]
-    ).fetchone()
-    return None if row is None else row[0]
-
-
-def example_by_hash(con, content_hash: str) -> int | None:
-    row = con.execute("SELECT id FROM examples WHERE content_hash = ?", [content_hash]).fetchone()
-    return None if row is None else row[0]
+    ).fetchall()  # fetchall: a half-read result blocks the connection's next register()
+    return rows[0][0] if rows else None
 
 
 def group_of(con, document_id: str) -> str:
     """The duplicate group a document's examples are split by (its cluster, else itself)."""
-    row = con.execute(
+    rows = con.execute(
         "SELECT coalesce(cluster_id, id) FROM documents WHERE id = ?", [document_id]
-    ).fetchone()
-    return row[0]
+    ).fetchall()  # fetchall: a half-read result blocks the connection's next register()
+    return rows[0][0]
 
 
 def group_sides(con, group: str) -> set[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from store import history
 from store.splits import get_setting
 
 ORDER_SETTING = "labelling.order"  # setting: "priority" (default) or "plain"
@@ -209,29 +208,15 @@ def review_effort(con) -> pd.DataFrame:
     ).fetchdf()
 
 
-def add_corrected_example(
-    con, document_id: str, summary: str, draft_id: int, reviewer: str, content_hash: str
-) -> int:
-    """A reviewer's correction becomes an accepted reference summary linked to its draft; its
-    history starts with a 'created' row naming the reviewer."""
-    example_id = con.execute(
-        """INSERT INTO examples (document_id, summary, origin, source, status, content_hash,
-               n_summary_words, parent_id, updated_by)
-           VALUES (?, ?, 'human-corrected', 'review', 'accepted', ?, ?, ?, ?) RETURNING id""",
-        [document_id, summary, content_hash, len(summary.split()), draft_id, reviewer],
-    ).fetchone()[0]
-    history.record_created(con, example_id, summary, reviewer)
-    return example_id
-
-
 def recent_reviews(con, reviewer: str, limit: int = 5) -> pd.DataFrame:
     """The reviewer's latest reviews, newest first, with the example a saved one became (its
-    summary and status now) and the history row of its creation."""
+    summary and status now) and the history row of its creation by this reviewer (none when
+    the save found the example already stored: theirs to withdraw, not this reviewer's)."""
     return con.execute(
         """SELECT r.id, r.draft_id, r.action, r.rating, r.created_at, r.example_id,
                e.summary, e.status,
                (SELECT min(h.id) FROM example_history h WHERE h.example_id = r.example_id
-                AND h.field = 'created') AS created_change
+                AND h.field = 'created' AND h.username = r.reviewer) AS created_change
            FROM reviews r LEFT JOIN examples e ON e.id = r.example_id
            WHERE r.reviewer = ? AND r.action <> 'skipped' ORDER BY r.id DESC LIMIT ?""",
         [reviewer, limit],

@@ -1,6 +1,7 @@
 """Migrations of the trustworthy-loop phase, appended after m004 (see store/migrations.py, which
 lists them all in order): example versions and history, accounts and sessions, the audit log,
-the API server's keys and request log, and the feedback queue. Append-only, as there.
+the API server's keys and request log, the feedback queue, and one example per document and
+summary. Append-only, as there.
 """
 
 from __future__ import annotations
@@ -174,3 +175,66 @@ def m009_feedback(con):
             reason VARCHAR NOT NULL           -- why it comes first, in words
         )"""
     )
+
+
+def m010_merge_duplicate_examples(con):
+    """One example per document and summary (issue 19): examples with the same content hash
+    (engine/data/keys.py) are merged into one, which m011 then enforces. The one kept is
+    an accepted one if any, else one not rejected, else the oldest; it takes the others' tags
+    (a history row, its version stepped) and, while it has none, their split. Their history,
+    reviews and feedback point at it afterwards (each history row says where it came from);
+    frozen dataset versions, evaluation results and preferences keep the ids they were made with
+    (copies, never changed). Near-duplicate clusters (the Duplicates page) are different
+    documents, left to duplicate resolution."""
+    con.execute(
+        """CREATE TEMP TABLE _merged AS SELECT id AS dropped, first_value(id) OVER (
+               PARTITION BY content_hash
+               ORDER BY status = 'accepted' DESC, status <> 'rejected' DESC, id) AS kept
+           FROM examples QUALIFY count(*) OVER (PARTITION BY content_hash) > 1"""
+    )
+    con.execute("DELETE FROM _merged WHERE dropped = kept")
+    con.execute(
+        """CREATE TEMP TABLE _tags AS
+           SELECT k.id, to_json(list_sort(k.tags))::VARCHAR AS before,
+                  to_json(list_sort(list_distinct(flatten(list(d.tags)) || k.tags)))::VARCHAR
+                      AS after,
+                  'merged with example ' || string_agg(d.id::VARCHAR, ', ' ORDER BY d.id)
+                      || ': the same document and summary' AS note
+           FROM _merged m JOIN examples k ON k.id = m.kept JOIN examples d ON d.id = m.dropped
+           GROUP BY k.id, k.tags HAVING before <> after"""
+    )
+    con.execute(
+        """INSERT INTO example_history (example_id, field, before, after, note)
+           SELECT id, 'tags', before, after, note FROM _tags ORDER BY id"""
+    )
+    con.execute(
+        """UPDATE examples SET tags = CAST(CAST(t.after AS JSON) AS VARCHAR[]),
+               version = examples.version + 1
+           FROM _tags t WHERE examples.id = t.id"""
+    )
+    con.execute(
+        """UPDATE examples SET split = s.split FROM (
+               SELECT m.kept, min(d.split) AS split FROM _merged m
+               JOIN examples d ON d.id = m.dropped GROUP BY m.kept) s
+           WHERE examples.id = s.kept AND examples.split IS NULL AND s.split IS NOT NULL"""
+    )
+    con.execute(
+        """UPDATE example_history SET example_id = m.kept,
+               note = coalesce(example_history.note || '; ', '') || 'from example '
+                      || m.dropped || ', merged: the same document and summary'
+           FROM _merged m WHERE example_history.example_id = m.dropped"""
+    )
+    for table in ("reviews", "feedback"):
+        con.execute(
+            f"UPDATE {table} SET example_id = m.kept FROM _merged m "
+            f"WHERE {table}.example_id = m.dropped"
+        )
+    con.execute("DELETE FROM examples WHERE id IN (SELECT dropped FROM _merged)")
+    con.execute("DROP TABLE _merged")
+    con.execute("DROP TABLE _tags")
+
+
+def m011_unique_content_hash(con):
+    """The schema holds the dedupe rule: one example per content hash. A migration of its own
+    because DuckDB cannot build a UNIQUE index in the transaction that deleted the duplicates."""
+    con.execute("CREATE UNIQUE INDEX examples_content_hash ON examples (content_hash)")

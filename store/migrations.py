@@ -267,6 +267,8 @@ from store.later_migrations import (  # noqa: E402
     m007_audit,
     m008_serving,
     m009_feedback,
+    m010_merge_duplicate_examples,
+    m011_unique_content_hash,
 )
 
 MIGRATIONS = [
@@ -279,4 +281,6 @@ MIGRATIONS = [
     m007_audit,
     m008_serving,
     m009_feedback,
+    m010_merge_duplicate_examples,
+    m011_unique_content_hash,
 ]

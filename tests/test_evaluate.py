@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from engine.evaluation import metrics
+from engine import metrics
 from engine.evaluation import worker as eval_worker
-from engine.labelling import worker as draft_worker
+from engine.models import drafting
 from engine.models.generation import GenerationSettings
 from tests.conftest import ROOT, write_jsonl
 
@@ -29,7 +29,7 @@ def test_scores_follow_the_metrics_and_catch_an_invented_date():
     assert rows[0]["unsupported_facts"] == 0 and rows[0]["has_unsupported"] == 0
     assert rows[1]["has_unsupported"] == 1 and "June 9, 2019" in " ".join(rows[1]["unsupported"])
     assert rows[1]["unsupported_numbers"] == 2  # the invented date and amount
-    assert eval_worker.fact_counts(["USDA"])["has_unsupported_numbers"] == 0  # a name only
+    assert metrics.fact_counts(["USDA"])["has_unsupported_numbers"] == 0  # a name only
     assert rows[0]["similarity"] is None  # no embedder given
     summary = eval_worker.aggregate(rows)
     assert summary["n_documents"] == 2 and summary["has_unsupported"]["mean"] == 0.5
@@ -51,10 +51,10 @@ def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
         {"document_id": f"d{i}", "text": f"Bill {i} renames the post office on Main Street."}
         for i in range(3)
     ]
-    config = draft_worker.DraftConfig(
+    config = drafting.DraftConfig(
         model=str(tiny_model), model_id="tiny", generation=GenerationSettings(max_new_tokens=8)
     )
-    draft_worker.write_run(run_dir, config, documents)
+    drafting.write_run(run_dir, config, documents)
     write_jsonl(
         run_dir / "references.jsonl",
         [
@@ -94,9 +94,9 @@ def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
 
 def test_missing_references_fail_with_a_clear_reason(tiny_model, tmp_path):
     run_dir = tmp_path / "eval"
-    draft_worker.write_run(
+    drafting.write_run(
         run_dir,
-        draft_worker.DraftConfig(model=str(tiny_model)),
+        drafting.DraftConfig(model=str(tiny_model)),
         [{"document_id": "d0", "text": "A bill."}],
     )
     assert eval_worker.main([str(run_dir)]) == 1

@@ -154,6 +154,7 @@ def test_promotion_refuses_a_worse_model_and_records_an_override(con):
 
 
 def test_a_finished_training_run_evaluates_its_model_and_production_once(con, home, tiny_model):
+    from engine import followups
     from engine.training import runs as training_runs
     from engine.training.config import TrainConfig
 
@@ -171,14 +172,14 @@ def test_a_finished_training_run_evaluates_its_model_and_production_once(con, ho
         eval_every_steps=2,
         eval_samples=4,
     )
-    run_id, _ = training_runs.start_training(con, config, "tiny")
+    run_id, _ = training_runs.start_training(con, config, "tiny", followup=followups.followup_plan)
     state = wait_for(con, run_id)
     assert state.state == "succeeded", state.reason
     evaluations = evals_store.list_evaluations(con)
     assert sorted(evaluations["model_id"]) == sorted([run_id, "tiny"])
     dataset = json.loads(runs_store.get_run(con, run_id)["config"])["dataset_version"]
     assert set(evaluations["dataset_id"]) == {dataset}  # the test split it was trained beside
-    assert training_runs.evaluate_if_done(con, run_id) == []  # not twice
+    assert followups.evaluate_if_done(con, run_id) == []  # not twice
     for eval_run in evaluations["run_id"]:
         assert wait_for(con, eval_run).state == "succeeded"
     assert evaluation_runs.ready_pair(con, dataset, "tiny", run_id) is not None  # Compare is ready

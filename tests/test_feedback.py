@@ -20,8 +20,9 @@ from streamlit.testing.v1 import AppTest
 import store
 from engine.auth import CONSOLE, PermissionDenied, create_user, start_session
 from engine.data.imports import import_file
+from engine.data.keys import document_key
 from engine.data.samples import load_sample_if_empty
-from engine.labelling import feedback, ordering, savings
+from engine.labelling import feedback, feedback_review, ordering, savings
 from engine.labelling.review import mark_unusable, next_draft, save_review
 from engine.paths import db_path
 from store import evals as evals_store
@@ -131,7 +132,7 @@ def test_a_user_can_only_give_feedback_on_their_own_answers(con):
     with pytest.raises(ValueError, match="Only a summary"):
         feedback.record_chat_feedback(con, ann, 2, propose=True)
     fid = feedback.record_chat_feedback(con, ann, 2, rating=1)
-    example_id, _ = feedback.accept(con, fid, REVIEWER)
+    example_id, _ = feedback_review.accept(con, fid, REVIEWER)
     assert example_id is None  # a plain chat answer is kept as reviewed feedback only
     assert fb_store.get(con, fid)["status"] == "accepted"
     with pytest.raises(ValueError, match="already reviewed"):
@@ -185,7 +186,7 @@ def test_drafts_record_the_mean_log_probability_of_their_tokens(tiny_model, tmp_
     import torch
 
     from engine.labelling.runs import ingest_drafts
-    from engine.labelling.worker import DraftConfig, run_drafting, write_run
+    from engine.models.drafting import DraftConfig, run_drafting, write_run
     from engine.models.generation import GenerationSettings, load_model, prompt_ids
 
     settings = GenerationSettings(max_new_tokens=8, batch_size=2)
@@ -334,7 +335,7 @@ def test_next_puts_a_planted_unsure_and_a_planted_novel_document_first(con, tmp_
     novel = "Whisk the eggs with sugar, fold in melted chocolate and bake the cake for an hour."
     todo = [crash(i) + " Filed again." for i in range(4)] + [novel]
     import_file(con, write_jsonl(tmp_path / "todo.jsonl", [{"text": t} for t in todo]))
-    ids = {t: xxhash.xxh3_128_hexdigest(t.encode()) for t in todo}
+    ids = {t: document_key(t) for t in todo}
     unsure_doc = ids[todo[2]]
     drafts = pd.DataFrame(
         {"document_id": [ids[t] for t in todo[:4]], "summary": "A crash.", "model_id": "m",
@@ -387,7 +388,7 @@ def test_before_any_training_the_order_falls_back_to_diversity(con, tmp_path):
     import_file(con, write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in texts]))
     order = ordering.next_documents(con, 10, embed=bag_of_words)
     assert len(order) == 4 and order["reason"].str.startswith("diverse").all()
-    by_id = {xxhash.xxh3_128_hexdigest(t.encode()): t for t in texts}
+    by_id = {document_key(t): t for t in texts}
     ranked = [by_id[i] for i in order["document_id"]]
     assert ranked[0] != novel and ranked[1] == novel  # a typical one, then the farthest
     assert {ranked[0], ranked[2]} != {crash(0), crash(0) + " Again."}  # not two near-copies
@@ -439,7 +440,7 @@ def test_feedback_never_enters_an_evaluated_test_split(con):
     assert splits_store.is_test_locked(con)
     sides = set()
     for fid in queue_summaries(con, 15, "case"):
-        example_id, _ = feedback.accept(con, fid, REVIEWER)
+        example_id, _ = feedback_review.accept(con, fid, REVIEWER)
         sides.add(ex.get_example(con, example_id)["split"])
     assert sides <= {"train", "validation"} and "train" in sides
     assert splits_store.dataset_rows(con, version).equals(frozen)  # frozen versions are copies
@@ -451,20 +452,20 @@ def test_feedback_never_enters_an_evaluated_test_split(con):
                            "prompt": "p", "answer": "A summary."})
     ]  # fmt: skip
     with pytest.raises(ValueError, match="near duplicate of\\) a test document"):
-        feedback.accept(con, fid, REVIEWER)
+        feedback_review.accept(con, fid, REVIEWER)
     assert fb_store.get(con, fid)["status"] == "queued"  # nothing stored, still to decide
     n_documents = con.execute("SELECT count(*) FROM documents").fetchone()[0]
     same = fb_store.add(con, {"source": "chat", "document": test_doc, "prompt": "p",
                               "answer": "Another summary."})  # fmt: skip
     with pytest.raises(ValueError, match="test document"):  # "summarize example N" in Chat
-        feedback.accept(con, same, REVIEWER)
+        feedback_review.accept(con, same, REVIEWER)
     assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == n_documents
 
 
 def test_without_an_evaluation_feedback_is_dealt_to_every_side(con):
     load_sample_if_empty(con)  # the control: the same rule without the lock
     sides = [
-        ex.get_example(con, feedback.accept(con, fid, REVIEWER)[0])["split"]
+        ex.get_example(con, feedback_review.accept(con, fid, REVIEWER)[0])["split"]
         for fid in queue_summaries(con, 15, "case")
     ]
     assert "test" in sides
@@ -474,16 +475,16 @@ def test_accepted_feedback_is_checked_like_an_import(con):
     load_sample_if_empty(con)
     (fid,) = queue_summaries(con, 1, "copy")
     document = fb_store.get(con, fid)["document"]
-    example_id, flags = feedback.accept(con, fid, REVIEWER, text=document)
+    example_id, flags = feedback_review.accept(con, fid, REVIEWER, text=document)
     assert "summary_copied" in flags  # flagged, never dropped
     (again,) = queue_summaries(con, 1, "copy")  # the same document and summary once more
-    assert feedback.accept(con, again, REVIEWER, text=document)[0] == example_id
+    assert feedback_review.accept(con, again, REVIEWER, text=document)[0] == example_id
     assert ex.count_examples(con, ex.ExampleFilter(sources=("api",))) == 1
     (near,) = [
         fb_store.add(con, {"source": "api", "document": document + " Amended.", "prompt": "p",
                            "answer": "A crash with a van."})
     ]  # fmt: skip
-    near_id, _ = feedback.accept(con, near, REVIEWER)
+    near_id, _ = feedback_review.accept(con, near, REVIEWER)
     group = {
         fb_store.group_of(con, ex.get_example(con, i)["document_id"]) for i in (example_id, near_id)
     }
@@ -502,7 +503,8 @@ def test_migration_m009_upgrades_a_store_with_reviews(monkeypatch):
     db.migrate(old)
     old.execute("INSERT INTO reviews (draft_id, reviewer, action) VALUES (1, 'ann', 'saved')")
     monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
-    assert db.migrate(old) == ["m009_feedback"]
+    later = MIGRATIONS[MIGRATIONS.index(m009_feedback) :]
+    assert db.migrate(old) == [fn.__name__ for fn in later]  # m009 and those after it
     assert old.execute("SELECT seconds, edit_distance FROM reviews").fetchall() == [(None, None)]
     tables = {r[0] for r in old.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert {"feedback", "document_embeddings", "label_priority"} <= tables

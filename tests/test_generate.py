@@ -14,7 +14,7 @@ import pytest
 
 from engine.jobs.runfolder import poll, read_events, read_json, start_worker
 from engine.labelling import worker
-from engine.models import generation
+from engine.models import drafting, generation
 from engine.models.generation import (
     GenerationSettings,
     Result,
@@ -175,13 +175,13 @@ def test_stream_chat_streams_the_greedy_reply_and_stops_when_closed(tiny):
 
 def start_run(run_dir: Path, model_dir: Path, n_docs: int, batch_size: int = 2) -> list[dict]:
     documents = [{"document_id": f"doc-{i}", "text": text(8 + 5 * i, i)} for i in range(n_docs)]
-    config = worker.DraftConfig(
+    config = drafting.DraftConfig(
         model=str(model_dir),
         model_id="tiny",
         prompt_version=3,
         generation=GenerationSettings(max_new_tokens=6, batch_size=batch_size),
     )
-    worker.write_run(run_dir, config, documents)
+    drafting.write_run(run_dir, config, documents)
     return documents
 
 
@@ -204,12 +204,12 @@ def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
         return real_summarize(model, tokenizer, docs, settings, instruction, on_step=on_step)
 
     monkeypatch.setattr(generation, "summarize_batch", counting)
-    assert worker.run_drafting(run_dir) == "cancelled"
+    assert drafting.run_drafting(run_dir) == "cancelled"
     assert poll(run_dir).state == "cancelled"
     # The second batch stopped at its next token and its incomplete drafts were dropped.
     assert drafted_per_call == [2, 2] and len(draft_lines(run_dir)) == 2
 
-    assert worker.run_drafting(run_dir) == "succeeded"
+    assert drafting.run_drafting(run_dir) == "succeeded"
     assert drafted_per_call == [2, 2, 2, 2, 1]  # only the 5 documents left
     lines = draft_lines(run_dir)
     assert sorted(r["document_id"] for r in lines) == sorted(d["document_id"] for d in documents)
@@ -221,20 +221,20 @@ def test_drafting_cancels_within_a_batch_and_resumes_with_the_rest(
     assert {e["phase"] for e in progress} >= {"loading model", "generating"}
     assert progress[-1]["eta_s"] == 0.0
 
-    assert worker.run_drafting(run_dir) == "succeeded"  # nothing left: no model work
+    assert drafting.run_drafting(run_dir) == "succeeded"  # nothing left: no model work
     assert len(drafted_per_call) == 5
 
 
 def test_a_half_written_draft_line_is_dropped_on_resume(tmp_path):
     good = json.dumps({"document_id": "a", "summary": "s"}) + "\n"
     (tmp_path / "drafts.jsonl").write_text(good + '{"document_id": "b", "summ')
-    assert worker.drafted_ids(tmp_path) == {"a"}
+    assert drafting.drafted_ids(tmp_path) == {"a"}
     assert (tmp_path / "drafts.jsonl").read_text() == good
 
 
 def test_bad_run_folder_fails_with_a_reason(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    worker.write_run(run_dir, worker.DraftConfig(model="some-model"), [])
+    drafting.write_run(run_dir, drafting.DraftConfig(model="some-model"), [])
     (run_dir / "documents.jsonl").write_text('{"document_id": 1}\n')
     assert worker.main([str(run_dir)]) == 1
     state = read_json(run_dir / "status.json")

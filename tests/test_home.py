@@ -52,6 +52,9 @@ def test_loop_status_counts_the_sample_set(con):
         "Import", "Clean", "Dedupe", "Curate", "Label/Review",
         "Split", "Train", "Compare", "Promote",
     ]  # fmt: skip
+    assert [s["id"] for s in steps.values()] == [
+        "import", "clean", "dedupe", "curate", "label", "split", "train", "compare", "promote",
+    ]  # fmt: skip
     # 44 rows; the two byte-identical copies (pi-021, pi-039) merge on import.
     assert steps["Import"]["counts"] == "42 documents" and steps["Import"]["done"]
     # Cleaning changes the 7 dirty rows (headers, hyphens, gutter, Unicode, blank page...).
@@ -63,7 +66,7 @@ def test_loop_status_counts_the_sample_set(con):
     assert steps["Curate"]["counts"] == "36 accepted, 6 pending"
     assert steps["Curate"]["next"].startswith("Accept, edit or reject 2 examples")
     assert steps["Label/Review"]["counts"].startswith("4 documents without a summary or draft")
-    assert steps["Label/Review"]["page"] == "pages/label.py"
+    assert steps["Label/Review"]["id"] == "label"  # Home links it to the Label page
     assert steps["Split"]["done"] and steps["Split"]["counts"].endswith("0 accepted not split")
     assert not steps["Train"]["done"] and steps["Train"]["action"] == "train"
     assert not steps["Compare"]["done"] and not steps["Promote"]["done"]
@@ -167,6 +170,26 @@ def test_after_an_import_home_offers_to_review_or_accept_its_pending_examples(co
     ids = ex.ids_where(con, ex.ExampleFilter(statuses=("pending",), has_summary=True))
     ex.set_status(con, ids, "accepted")
     assert pending_import(con) is None
+
+
+def test_the_label_step_becomes_review_while_drafts_wait(con):
+    import pandas as pd
+
+    from store import labelling as label_store
+
+    load_sample_if_empty(con)
+    document_id = label_store.documents_to_draft(con)["document_id"].iloc[0]
+    label_store.add_drafts(
+        con,
+        pd.DataFrame(
+            {"document_id": [document_id], "summary": ["A fall."], "model_id": "base",
+             "prompt_version": 1, "run_id": "run-1", "n_generated_tokens": 2, "truncated": False}
+        ),
+    )  # fmt: skip
+    step = by_step(con)["Label/Review"]
+    assert step["id"] == "review" and not step["done"]  # Home links it to the Review page
+    assert step["counts"].endswith("1 drafts waiting for review")
+    assert step["next"] == "Review 1 drafts."
 
 
 def test_documents_to_label_leave_out_rejected_copies_of_duplicates(con):

@@ -12,6 +12,7 @@ import pytest
 from engine import scheduler
 from engine.jobs import runfolder, runqueue
 from store import runs as runs_store
+from tests.conftest import ROOT
 
 
 def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
@@ -26,6 +27,59 @@ def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
         f.write(', "total": 3}\n')
     events, _ = runfolder.read_events(tmp_path, offset)
     assert events[0]["done"] == 2
+
+
+def test_an_unknown_run_state_is_refused_even_under_python_O(tmp_path):
+    writer = runfolder.RunWriter(tmp_path)
+    writer.set_status("running")
+    with pytest.raises(RuntimeError, match="'done' is not a run state"):
+        writer.set_status("done")
+    assert runfolder.read_json(tmp_path / "status.json")["state"] == "running"  # unchanged
+    script = (
+        "import sys; from engine.jobs.runfolder import RunWriter\n"
+        "try:\n    RunWriter(sys.argv[1]).set_status('done')\n"
+        "except RuntimeError:\n    sys.exit(3)"
+    )
+    optimized = subprocess.run([sys.executable, "-O", "-c", script, str(tmp_path)], cwd=ROOT)
+    assert optimized.returncode == 3  # a real check, not an assert that -O strips
+
+
+def test_a_worker_ends_a_failed_run_with_a_reason_for_people_or_the_bug(tmp_path, capsys):
+    from engine.jobs.workers import run_job
+
+    def failing(error):
+        def job():
+            raise error
+
+        return job
+
+    def reason():
+        return runfolder.read_json(tmp_path / "status.json")["reason"]
+
+    assert run_job(tmp_path, failing(ValueError("line 3 has no text")), "drafting") == "failed"
+    assert reason() == "line 3 has no text"
+    assert "error: line 3 has no text" in capsys.readouterr().err
+    assert run_job(tmp_path, failing(KeyError("text")), "drafting") == "failed"
+    assert reason() == "KeyError: 'text'" and "Traceback" in capsys.readouterr().err  # a bug
+    last = []
+    oom = failing(RuntimeError("CUDA out of memory"))
+    on_failure = lambda writer, why: last.append(why)  # noqa: E731
+    assert run_job(tmp_path, oom, "training", "lower batch_size", on_failure) == "failed"
+    assert reason() == "Out of memory: lower batch_size. (RuntimeError: CUDA out of memory)"
+    assert last == [reason()]
+    assert run_job(tmp_path, lambda: "cancelled", "drafting") == "cancelled"
+    assert "drafting cancelled in 0 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "worker", ["engine.labelling.worker", "engine.evaluation.worker", "engine.training.worker"]
+)
+def test_every_run_folder_worker_refuses_a_missing_folder(worker, tmp_path, capsys):
+    import importlib
+
+    assert importlib.import_module(worker).main([str(tmp_path / "nowhere")]) == 1
+    assert "is not a run folder" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_dead_worker_is_marked_failed_with_its_log(tmp_path):

@@ -35,7 +35,7 @@ from tests.conftest import write_jsonl
 
 pytestmark = pytest.mark.e2e
 ADMIN, REVIEWER = "ada", "rita"
-OPEN_ID = "Open example id (0: the row selected above, else the first)"
+OPEN_ID = "Open example id (0: the row ticked above, else the first)"
 JOB_MS = 420_000  # a training run, then two evaluations, on 2 busy cores
 
 

@@ -1,17 +1,12 @@
-"""Evaluation metrics: ROUGE parity with rouge-score, facts, novelty, bootstrap statistics."""
+"""Summary metrics (engine/metrics.py: ROUGE parity with rouge-score, facts, novelty) and the
+bootstrap statistics (engine/stats.py)."""
 
 import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from engine.evaluation.metrics import (
-    bootstrap_ci,
-    novel_ngram_ratio,
-    paired_bootstrap,
-    rouge,
-    semantic_similarity,
-    unsupported_facts,
-)
+from engine.metrics import novel_ngram_ratio, rouge, semantic_similarity, unsupported_facts
+from engine.stats import bootstrap_ci, paired_bootstrap
 
 DOC = (
     "On March 3, 2021, Maria Lopez slipped on a wet floor at the Fairview Market in Dayton. "

@@ -297,7 +297,7 @@ def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     app.toggle(key="compare_losses").set_value(True).run()  # B never lost: nothing listed
     assert not app.exception, app.exception
     app.button(key="compare_blind").click().run()
-    from engine.labelling.preference import open_pairs
+    from engine.evaluation.preference import open_pairs
 
     assert len(open_pairs(con)) == 1  # reviewers can now vote on this pair, blind
 
@@ -337,7 +337,8 @@ def test_home_points_only_to_files_that_exist(app):
     import re
 
     app.switch_page("pages/home.py").run()
-    shown = " ".join(e.value for kind in ("markdown", "info", "caption") for e in getattr(app, kind))
+    kinds = ("markdown", "info", "caption")
+    shown = " ".join(e.value for kind in kinds for e in getattr(app, kind))
     named = set(re.findall(r"`([\w/.-]+\.md)`", shown))
     assert "engine/data/sample_set/README.md" in named  # the walk met engine/samples/README.md
     assert all((ROOT / path).exists() for path in named), named

@@ -8,8 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import store
-from engine.evaluation.metrics import bootstrap_ci
-from engine.labelling import preference as pref
+from engine.evaluation import preference as pref
+from engine.stats import bootstrap_ci
 from store import evals as evals_store
 from store import runs as runs_store
 from tests.conftest import ROOT

@@ -9,8 +9,7 @@ import re
 import store
 from engine.__main__ import main
 from engine.evaluation.comparison import compare_runs
-from engine.evaluation.report import comparison_html
-from engine.labelling.highlight import diff_html, word_diff
+from engine.evaluation.report import comparison_html, diff_html, word_diff
 from engine.paths import db_path
 from tests.test_evaluation import planted_store
 

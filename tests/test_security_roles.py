@@ -29,16 +29,16 @@ from engine.data.samples import load_sample_if_empty
 from engine.data.sources import ImportProblem
 from engine.data.split import split_examples
 from engine.evaluation.comparison import promote
-from engine.evaluation.runs import start_evaluation
-from engine.jobs import runfolder
-from engine.labelling.highlight import diff_html
-from engine.labelling.preference import (
+from engine.evaluation.preference import (
     REVIEWER_CHAT,
     chat_settings,
     close_pair,
     draft_settings,
     open_pair,
 )
+from engine.evaluation.report import diff_html
+from engine.evaluation.runs import start_evaluation
+from engine.jobs import runfolder
 from engine.models.generation import GenerationSettings
 from engine.models.registry import production_model
 from engine.training.config import TrainConfig

@@ -452,7 +452,7 @@ def test_promotion_swaps_the_model_under_load_without_losing_a_request(served):
     """Four long streams run on tiny-a; promoting tiny-b rewrites model.json; the server loads
     tiny-b in the background and swaps. Every stream finishes on the model it started with;
     requests after the swap get tiny-b."""
-    from engine.evaluation.comparison import promote
+    from engine.followups import promote_and_publish
 
     c = client(served, "bob")
     results, started = {}, threading.Barrier(5)
@@ -476,7 +476,7 @@ def test_promotion_swaps_the_model_under_load_without_losing_a_request(served):
     for t in threads:
         t.start()
     started.wait(timeout=60)  # every stream has its first chunk
-    promote(served["con"], "tiny-b", CONSOLE, override_reason="hot swap test")
+    promote_and_publish(served["con"], "tiny-b", CONSOLE, override_reason="hot swap test")
     assert read_json(served["folder"] / MODEL_FILE)["model_id"] == "tiny-b"
     wait_until(lambda: [m.id for m in c.models.list()] == ["tiny-b"], timeout=60)
     assert any(t.is_alive() for t in threads)  # the swap happened while they ran

@@ -358,6 +358,7 @@ def test_preflight_warns_when_most_training_documents_exceed_max_length():
 
 def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeypatch):
     from engine.data.samples import load_sample_if_empty
+    from engine.followups import followup_plan
     from engine.training import runs as training_runs
     from store import registry as reg_store
     from store import splits as splits_store
@@ -368,7 +369,7 @@ def test_a_run_folder_exports_train_and_validation_never_test(con, home, monkeyp
         training_runs.runqueue, "pump", lambda con: []
     )  # write the folder, start nothing
     config = TrainConfig.from_dict(PRESETS["Quick (CPU demo)"])
-    run_id, warnings = training_runs.start_training(con, config, "base")
+    run_id, warnings = training_runs.start_training(con, config, "base", followup=followup_plan)
 
     run_dir = Path(con.execute("SELECT run_dir FROM runs WHERE id = ?", [run_id]).fetchone()[0])
     assert sorted(p.name for p in run_dir.iterdir()) == [

@@ -7,7 +7,8 @@ import streamlit as st
 
 from engine.evaluation import comparison
 from engine.evaluation import runs as evaluation_runs
-from engine.labelling.highlight import diff_html
+from engine.evaluation.report import diff_html
+from engine.followups import promote_and_publish
 from engine.models.registry import production_model
 from store import evals as evals_store
 from store import registry as reg_store
@@ -177,7 +178,7 @@ def promote_ui(con, model_b: str):
         reason = st.text_input("Override reason (only to promote without beating it)")
         if st.form_submit_button(f"Promote {model_b} to production"):
             try:
-                comparison.promote(con, model_b, st.session_state["user"], reason)
+                promote_and_publish(con, model_b, st.session_state["user"], reason)
                 st.success(f"{model_b} is now the production model.")
             except ValueError as e:
                 st.error(str(e))

@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+from engine.errors import TuneloopError
+
 RULES_VERSION = 1  # bump when a rule changes, so stored cleaned texts get a new version key
 HUNK_GAP = "⋯"  # diff_preview's marker between two hunks that are not adjacent
 MAX_KEY_LEN = 160  # longer lines are text: never header, page number or boilerplate
@@ -159,7 +161,7 @@ def repeated_lines(
     One pass. Lines seen in one document only are forgotten every 10,000 documents, so memory
     stays bounded; a line loses at most one count per 10,000 documents that way."""
     if min_docs < 1 or not 0 < min_fraction <= 1 or not 0 < max_len <= MAX_KEY_LEN:
-        raise ValueError(
+        raise TuneloopError(
             f"Need min_docs ≥ 1, 0 < min_fraction ≤ 1 and 0 < max_len ≤ {MAX_KEY_LEN}."
         )
     counts: Counter[str] = Counter()

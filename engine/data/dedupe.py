@@ -17,6 +17,7 @@ import pandas as pd
 from engine.audit import record
 from engine.auth import CONSOLE, check
 from engine.data.similarity import DedupeSettings, find_duplicates
+from engine.errors import TuneloopError
 from store import audit as audit_store
 from store import documents as docs_store
 from store import duplicates as dup_store
@@ -97,7 +98,7 @@ def resolve_cluster(con, cluster_id: str, keep_example_id: int, user: dict | Non
     check(user, "duplicates")
     members = dup_store.cluster_members(con, cluster_id)
     if keep_example_id not in set(members["id"]):
-        raise ValueError(f"Example {keep_example_id} is not in cluster {cluster_id}.")
+        raise TuneloopError(f"Example {keep_example_id} is not in cluster {cluster_id}.")
     others = [int(i) for i in members["id"] if i != keep_example_id]
     ids = [keep_example_id, *others]
     with transaction(con):
@@ -123,7 +124,7 @@ def resolve_all(con, policy: str, user: dict | None = CONSOLE) -> int:
     """Resolve every duplicate cluster by a policy; return how many examples were rejected."""
     check(user, "duplicates")
     if policy not in POLICIES:
-        raise ValueError(f"Unknown policy {policy!r}; use one of {', '.join(POLICIES)}.")
+        raise TuneloopError(f"Unknown policy {policy!r}; use one of {', '.join(POLICIES)}.")
     with transaction(con):
         before = audit_store.status_counts(con)
         n = dup_store.reject_all_but_one(con, policy, user["name"])

@@ -1,6 +1,8 @@
 """Editing examples without losing anyone's work: saves checked against the version they started
 from (optimistic concurrency), every change kept in history and revertible, bulk actions run as
-one batch that can be undone.
+one batch that can be undone. Every change of a summary recomputes the example's content hash
+(engine/data/keys.py), so a later import of the edited text is recognised; bulk actions change
+status and tags only, never a summary, so their hashes stay.
 
 The Curate and Review pages call these. Each runs in one transaction; a lock serialises them in
 the app's process (the only one that writes the store), so two saves that started from the same
@@ -15,7 +17,9 @@ import threading
 
 from engine.audit import record
 from engine.auth import check
+from engine.data.keys import content_hash
 from engine.data.sources import edit_problem
+from engine.errors import TuneloopError
 from store import audit as audit_store
 from store import examples as examples_store
 from store import history as history_store
@@ -24,7 +28,7 @@ from store import transaction
 _lock = threading.Lock()
 
 
-class StaleEdit(ValueError):
+class StaleEdit(TuneloopError):
     """The example changed after the editor opened it; nothing was saved. `current` is the
     stored state (summary, status, tags, version, updated_by, updated_at)."""
 
@@ -72,7 +76,32 @@ def save_example(
             return current["version"]
         if current["version"] != base_version:
             raise StaleEdit(example_id, base_version, current)
-        return examples_store.update_example(con, example_id, changes, user["name"])
+        version = examples_store.update_example(con, example_id, changes, user["name"])
+        _rehash(con, [example_id])
+        return version
+
+
+def _rehash(con, example_ids: list[int]):
+    """Recompute the content hashes of examples whose summary may have changed. Refused (the
+    caller's transaction rolls back) when an example would then hold what another example of
+    its document holds: one document holds each summary once."""
+    rows = examples_store.hash_inputs(con, example_ids)
+    rows["new"] = [
+        content_hash(d, s if isinstance(s, str) else None)
+        for d, s in zip(rows["document_id"], rows["summary"])
+    ]
+    changed = rows[rows["new"] != rows["content_hash"]]
+    if changed.empty:
+        return
+    held = examples_store.ids_by_hashes(con, changed["new"].tolist())
+    for row in changed.itertuples():
+        if (other := held.get(row.new, row.id)) != row.id:
+            raise TuneloopError(
+                f"Nothing was changed: example {other} of this document already has this "
+                f"summary, and a document holds each summary once. Edit or reject example "
+                f"{other} instead."
+            )
+    examples_store.set_content_hashes(con, changed.assign(content_hash=changed["new"]))
 
 
 def revert_change(con, history_id: int, user: dict | None) -> str:
@@ -105,6 +134,7 @@ def revert_change(con, history_id: int, user: dict | None) -> str:
                 "revert the later changes first (newest first), or edit it by hand."
             )
         examples_store.restore_changes(con, "id", history_id, name, note=note)
+        _rehash(con, [example_id])
         return f"The {field} of example {example_id} is back to what it was before."
 
 

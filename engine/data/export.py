@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.auth import CONSOLE
+from engine.errors import TuneloopError
 from engine.models.prompts import DEFAULT_INSTRUCTION, training_record
 
 SPLITS = ("train", "validation", "test")
@@ -68,7 +69,7 @@ def export_dataset(
             dataset_id = splits_store.freeze_dataset(con, note)
     rows = splits_store.dataset_rows(con, dataset_id)
     if rows.empty:
-        raise ValueError(
+        raise TuneloopError(
             f"Dataset version {dataset_id} is empty: accept some examples and split them first "
             "(python -m engine split)."
         )

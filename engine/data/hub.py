@@ -80,6 +80,8 @@ def _check_saved_files(path: Path) -> None:
         for folder in inside([path / split for split in splits]):
             state = json.loads((folder / "state.json").read_text())
             inside([folder / d["filename"] for d in state["_data_files"]])
+    except ImportProblem:  # a ValueError too: already says what is wrong
+        raise
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ImportProblem(
             f"{path.name} is not a readable saved Hugging Face dataset ({type(e).__name__}: "

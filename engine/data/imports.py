@@ -1,7 +1,7 @@
 """Importing into the store: open a source (engine/data/opening.py), stream its records, and store
 new documents and examples in one transaction. Documents are keyed by a hash of their raw text and
-examples by document + summary, so the same file imported twice adds nothing; a bad file stores
-nothing.
+examples by document + summary (engine/data/keys.py), so the same file imported twice adds
+nothing, nor does a pair already stored by a review or an edit; a bad file stores nothing.
 
 Run: python -m engine import PATH [--skip-bad-rows]
 """
@@ -12,21 +12,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xxhash
-
 from engine.audit import record
 from engine.auth import CONSOLE
 from engine.data.curation import refresh_flags
+from engine.data.keys import content_hash, document_key
 from engine.data.opening import open_source
 from engine.data.sources import ColumnMap, ImportProblem
 from store import audit as audit_store
 from store import documents as docs_store
 from store import examples as examples_store
 from store import transaction
-
-
-def _hash(text: str) -> str:
-    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
 
 
 @dataclass
@@ -139,7 +134,7 @@ def _frames(records, source: str, status: str, import_id: int):
     n = len(records)
     texts = [r.document for r in records]
     summaries = [r.summary for r in records]
-    ids = [_hash(t) for t in texts]
+    ids = [document_key(t) for t in texts]
     documents = pa.table(
         {
             "id": ids,
@@ -160,7 +155,7 @@ def _frames(records, source: str, status: str, import_id: int):
             "source": [source] * n,
             "status": [status] * n,
             "flags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),  # see refresh_flags
-            "content_hash": [_hash(i + "\x00" + " ".join(w)) for i, w in zip(ids, summary_words)],
+            "content_hash": [content_hash(i, s) for i, s in zip(ids, summaries)],
             "n_summary_words": pa.array([len(w) for w in summary_words], pa.int32()),
         }
     )

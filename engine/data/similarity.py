@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
+from engine.errors import TuneloopError
+
 
 @dataclass
 class DedupeSettings:
@@ -35,13 +37,15 @@ class DedupeSettings:
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold is a Jaccard similarity in (0, 1], got {self.threshold}.")
+            raise TuneloopError(
+                f"threshold is a Jaccard similarity in (0, 1], got {self.threshold}."
+            )
         if not 8 <= self.num_perm <= 1024:
-            raise ValueError(f"num_perm must be between 8 and 1024, got {self.num_perm}.")
+            raise TuneloopError(f"num_perm must be between 8 and 1024, got {self.num_perm}.")
         if self.shingle_size < 1:
-            raise ValueError(f"shingle_size must be at least 1 word, got {self.shingle_size}.")
+            raise TuneloopError(f"shingle_size must be at least 1 word, got {self.shingle_size}.")
         if not -1.0 <= self.semantic_threshold <= 1.0:
-            raise ValueError(
+            raise TuneloopError(
                 f"semantic_threshold is a cosine in [-1, 1], got {self.semantic_threshold}."
             )
 

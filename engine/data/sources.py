@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import TuneloopError
+
 MAX_BYTES = 512 * 1024 * 1024  # larger files (unpacked: .gz, Parquet) are refused: split them
 
 
@@ -82,7 +84,7 @@ LARGE_ADVICE = (
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # text that is only a number
 
 
-class ImportProblem(Exception):
+class ImportProblem(TuneloopError):
     """Bad input, explained for people: what is wrong, where, and what to do."""
 
 

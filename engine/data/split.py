@@ -19,6 +19,7 @@ import pandas as pd
 import xxhash
 
 from engine.auth import CONSOLE
+from engine.errors import TuneloopError
 
 PRIORITY = ("test", "validation", "train")  # when a cluster already spans sides, the first wins
 SETTINGS_KEY = "split.settings"  # setting: the last split's SplitSettings, reused by retrains
@@ -32,9 +33,9 @@ class SplitSettings:
 
     def __post_init__(self):
         if not (0 <= self.validation < 1 and 0 <= self.test < 1):
-            raise ValueError("Validation and test shares must each be between 0 and 1.")
+            raise TuneloopError("Validation and test shares must each be between 0 and 1.")
         if self.validation + self.test >= 1:
-            raise ValueError("Validation and test together must leave some data for training.")
+            raise TuneloopError("Validation and test together must leave some data for training.")
 
 
 def assign_splits(units: pd.DataFrame, settings: SplitSettings, keep: bool = True) -> pd.DataFrame:
@@ -106,7 +107,7 @@ def split_examples(
     check(user, "split")
     settings = settings or last_split_settings(con)
     if reset and splits_store.is_test_locked(con):
-        raise ValueError(
+        raise TuneloopError(
             "The test split is locked because a model has been evaluated on it; re-splitting "
             "would make old and new scores incomparable. Split without reset to add new data."
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from engine.errors import TuneloopError
+
 
 def cmd_eval(con, args):
     import json
@@ -31,7 +33,7 @@ def cmd_eval(con, args):
     state = wait_for(con, run_id)
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state != "succeeded":
-        raise RuntimeError(f"Evaluation {run_id} did not succeed.")
+        raise TuneloopError(f"Evaluation {run_id} did not succeed.")
     aggregates = json.loads(evals_store.get_evaluation(con, run_id)["aggregates"])
     for name, value in aggregates.items():
         if isinstance(value, dict):
@@ -46,11 +48,13 @@ def cmd_compare(con, args):
         runs_ = [latest_evaluation(con, m, args.dataset) for m in args.models]
         missing = [m for m, r in zip(args.models, runs_) if r is None]
         if missing:
-            raise ValueError(f"No finished evaluation of {', '.join(missing)}: run `eval` first.")
+            raise TuneloopError(
+                f"No finished evaluation of {', '.join(missing)}: run `eval` first."
+            )
     elif len(args.runs) == 2:
         runs_ = args.runs
     else:
-        raise ValueError("Name two evaluation runs, or two models with --models A B.")
+        raise TuneloopError("Name two evaluation runs, or two models with --models A B.")
     comparison = compare_runs(con, *runs_)
     columns = ["metric", "a_mean", "b_mean", "delta", "delta_low", "delta_high", "p_value"]
     print(
@@ -61,8 +65,8 @@ def cmd_compare(con, args):
     if args.report:
         from pathlib import Path
 
+        from engine.evaluation.preference import win_rates
         from engine.evaluation.report import comparison_html
-        from engine.labelling.preference import win_rates
         from engine.labelling.savings import savings_table
 
         savings = savings_table(con, [comparison.model_a, comparison.model_b])
@@ -73,9 +77,11 @@ def cmd_compare(con, args):
 
 def cmd_promote(con, args):
     from engine.auth import CONSOLE
-    from engine.evaluation.comparison import promote
+    from engine.followups import promote_and_publish
 
-    evidence = promote(con, args.model, CONSOLE, args.override_reason or "", args.dataset)
+    evidence = promote_and_publish(
+        con, args.model, CONSOLE, args.override_reason or "", args.dataset
+    )
     if evidence:
         print(
             f"ROUGE-L against the previous production model: {evidence['difference']:+.4f} "

@@ -1,7 +1,8 @@
 """Compare two evaluations on the documents both scored (paired bootstrap CIs, a clear winner only
 when the interval excludes zero) and promote a model: it becomes the production model (what
 drafting, chat and serving use by default) only when it beats the current one on the same test
-documents, or with a recorded reason for overriding that rule.
+documents, or with a recorded reason for overriding that rule. Publishing it to a running API
+server is the promotion's follow-up (engine/followups.py `promote_and_publish`).
 
 Run: python -m engine compare --models A B [--report r.html]; python -m engine promote MODEL
 """
@@ -13,9 +14,10 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from engine import stats
 from engine.audit import record
 from engine.auth import CONSOLE, check
-from engine.evaluation import metrics
+from engine.errors import TuneloopError
 from engine.evaluation.runs import latest_evaluation
 from engine.models.registry import PRODUCTION, production_model, resolve
 from store import evals as evals_store
@@ -60,10 +62,10 @@ def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
     a, b = evals_store.get_evaluation(con, run_a), evals_store.get_evaluation(con, run_b)
     for run_id, ev in ((run_a, a), (run_b, b)):
         if ev is None or ev["state"] != "succeeded":
-            raise ValueError(f"Evaluation {run_id} has not finished: wait for it or rerun it.")
+            raise TuneloopError(f"Evaluation {run_id} has not finished: wait for it or rerun it.")
     pairs = evals_store.paired_results(con, run_a, run_b)
     if pairs.empty:
-        raise ValueError(
+        raise TuneloopError(
             "The two evaluations share no test document: evaluate both on one dataset."
         )
     for side in ("a", "b"):
@@ -75,8 +77,8 @@ def compare_runs(con, run_a: str, run_b: str, seed: int = 0) -> Comparison:
         col_a, col_b = pairs[f"{name}_a"], pairs[f"{name}_b"]
         if col_a.isna().any() or col_b.isna().any():
             continue  # e.g. similarity of an evaluation run without embeddings
-        agg_a, agg_b = (metrics.bootstrap_ci(c, seed=seed) for c in (col_a, col_b))
-        diff, p_value = metrics.paired_bootstrap(col_a, col_b, seed=seed)
+        agg_a, agg_b = (stats.bootstrap_ci(c, seed=seed) for c in (col_a, col_b))
+        diff, p_value = stats.paired_bootstrap(col_a, col_b, seed=seed)
         clear = diff.low > 0 or diff.high < 0
         better = (
             None if higher is None or not clear else ("B" if (diff.mean > 0) == higher else "A")
@@ -145,12 +147,14 @@ def promote(
 ) -> dict:
     """Make `model_id` the production model if it beats the current one on the test split of
     its newest evaluation's dataset; with an override reason, promote it regardless and record
-    why. Returns the evidence (None when there was none to compare). Admins only."""
+    why. Returns the evidence (None when there was none to compare). Admins only. The app and
+    the CLI call `engine.followups.promote_and_publish`, which also hands the new model to a
+    running API server."""
     check(user, "promote")
     resolve(con, model_id)  # a clear error for an unknown model
     current = production_model(con)
     if model_id == current:
-        raise ValueError(f"{model_id} is already the production model.")
+        raise TuneloopError(f"{model_id} is already the production model.")
     candidate_run = latest_evaluation(con, model_id, dataset_id)
     dataset = (
         int(evals_store.get_evaluation(con, candidate_run)["dataset_id"]) if candidate_run else None
@@ -164,12 +168,12 @@ def promote(
     override_reason = override_reason.strip()
     if not override_reason:
         if evidence is None:
-            raise ValueError(
+            raise TuneloopError(
                 f"Evaluate {model_id} and the production model {current} on the same test "
                 "split first (Compare page), or give a reason to promote it without evidence."
             )
         if not evidence["beats"]:
-            raise ValueError(
+            raise TuneloopError(
                 f"{model_id} does not beat the production model {current} on the test split: "
                 f"ROUGE-L {evidence['difference']:+.4f} (95% CI {evidence['low']:+.4f} to "
                 f"{evidence['high']:+.4f}). Give a reason to promote it anyway."
@@ -196,7 +200,4 @@ def promote(
             evidence=evidence,
             override_reason=override_reason,
         )
-    from engine.serving.runs import publish_model
-
-    publish_model(con)  # a running API server swaps to the new model within seconds
     return evidence

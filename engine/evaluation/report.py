@@ -5,7 +5,8 @@
 Tables, the charts (rendered to inline SVG with vl-convert, so the file needs no script and no
 network), blind-preference results if there are any, the review effort each model's drafts cost
 (engine/labelling/savings.py) if any were reviewed, and the documents where B lost most against
-A with both summaries marked where they depart from the reference.
+A with both summaries marked where they depart from the reference (`diff_html`, which the Compare
+page shows too).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pandas as pd
 
 from engine.evaluation import charts
 from engine.evaluation.comparison import Comparison
-from engine.labelling.highlight import diff_html
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -29,6 +29,30 @@ mark { background: #ffe08a; }
 .cols { display: grid; grid-template-columns: 1fr 1fr 1fr; gap: 1rem; }
 .muted { color: #666; font-size: 0.85rem; }
 """
+
+
+def word_diff(summary: str, reference: str) -> list[tuple[str, bool]]:
+    """The summary's words, each with whether it lines up with the reference (the longest
+    matching blocks of a word-level diff, compared case-insensitively)."""
+    import difflib
+
+    words, ref = summary.split(), reference.split()
+    norm = lambda ws: [w.lower().strip(".,;:()\"'") for w in ws]  # noqa: E731
+    matcher = difflib.SequenceMatcher(None, norm(ref), norm(words), autojunk=False)
+    matched = [False] * len(words)
+    for block in matcher.get_matching_blocks():
+        for i in range(block.b, block.b + block.size):
+            matched[i] = True
+    return list(zip(words, matched))
+
+
+def diff_html(summary: str, reference: str) -> str:
+    """The summary as escaped HTML with the words that do not line up with the reference
+    marked, for the Compare page and the report."""
+    return " ".join(
+        html.escape(w) if same else f"<mark>{html.escape(w)}</mark>"
+        for w, same in word_diff(summary, reference)
+    )
 
 
 def _svg(chart) -> str:

@@ -17,9 +17,10 @@ import pandas as pd
 
 from engine.audit import record
 from engine.auth import CONSOLE, check
+from engine.errors import TuneloopError
 from engine.evaluation import worker
 from engine.jobs import runfolder, runqueue
-from engine.labelling.worker import DraftConfig
+from engine.models.drafting import DraftConfig
 from engine.models.generation import GenerationSettings
 from engine.models.registry import current_prompt, resolve
 from store import evals as evals_store
@@ -43,9 +44,9 @@ def test_dataset(con, dataset_id: int | None = None) -> int:
             dataset_id = splits_store.freeze_dataset(con, "evaluation")
     counts = splits_store.dataset_counts(con, dataset_id)
     if counts is None:
-        raise ValueError(f"There is no dataset version {dataset_id}.")
+        raise TuneloopError(f"There is no dataset version {dataset_id}.")
     if not counts[2]:
-        raise ValueError(
+        raise TuneloopError(
             f"Dataset v{dataset_id} has no test examples: split the accepted examples "
             "(Data page) so some are held out for testing."
         )

@@ -3,8 +3,8 @@ against its reference.
 
     python -m engine eval-worker RUN_DIR
 
-RUN_DIR is a drafting run folder (engine/labelling/worker.py: config.json with the model, the prompt
-instruction and greedy generation settings; documents.jsonl) plus references.jsonl
+RUN_DIR is a drafting run folder (engine/models/drafting.py: config.json with the model, the
+prompt instruction and greedy generation settings; documents.jsonl) plus references.jsonl
 ({"document_id", "reference"} per line). Generation is the drafting worker's (batched, resumable,
 cancellable, drafts.jsonl); then each document is scored (`score`) into scores.jsonl and the
 aggregates with bootstrap 95% confidence intervals (`aggregate`) go to summary.json. Like every
@@ -13,20 +13,19 @@ job it never opens the database.
 Per document: ROUGE-1/2/L/Lsum F1 (rouge-score, stemmed), semantic similarity to the reference
 (all-MiniLM-L6-v2 cosine), summary and reference lengths in words, compression (document words /
 summary words), novel bigram ratio, and the unsupported facts (numbers, dates, money, names in
-the summary that the document does not contain). Two models scored on the same documents
-compare with `compare` (a paired bootstrap).
+the summary that the document does not contain): engine/metrics.py. Two models scored on the
+same documents compare with `compare` (a paired bootstrap, engine/stats.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import traceback
 from pathlib import Path
 
-from engine.evaluation import metrics
+from engine import metrics, stats
 from engine.jobs.runfolder import RunWriter, write_json
+from engine.jobs.workers import run_job, worker_main
+from engine.models.drafting import DRAFTS, read_config, read_documents, run_drafting, write_run
 
 SCORES = (
     "rouge1",
@@ -72,25 +71,12 @@ def score(
                 "reference_words": len(reference.split()),
                 "compression": round(len(document.split()) / max(words, 1), 2),
                 "novel_bigrams": round(metrics.novel_ngram_ratio(summary, document), 4),
-                **fact_counts(unsupported),
+                **metrics.fact_counts(unsupported),
                 "unsupported": unsupported,
                 "cut_off": int(stopped),
             }
         )
     return rows
-
-
-def fact_counts(unsupported: list[str]) -> dict:
-    """Counts of a summary's unsupported facts: all of them, and the numbers, dates and amounts
-    among them (what a model invents; names also catch a summary's own conventions, such as
-    "USDA" for a bill's "Secretary of Agriculture")."""
-    numbers = sum(any(c.isdigit() for c in fact) for fact in unsupported)
-    return {
-        "unsupported_facts": len(unsupported),
-        "has_unsupported": int(bool(unsupported)),
-        "unsupported_numbers": numbers,
-        "has_unsupported_numbers": int(bool(numbers)),
-    }
 
 
 def aggregate(rows: list[dict], seed: int = 0) -> dict:
@@ -101,7 +87,7 @@ def aggregate(rows: list[dict], seed: int = 0) -> dict:
     for name in SCORES:
         values = [r[name] for r in rows if r.get(name) is not None]
         if values:
-            interval = metrics.bootstrap_ci(values, seed=seed)
+            interval = stats.bootstrap_ci(values, seed=seed)
             out[name] = {"mean": interval.mean, "low": interval.low, "high": interval.high}
     return out
 
@@ -111,7 +97,7 @@ def compare(rows_a: list[dict], rows_b: list[dict], name: str, seed: int = 0) ->
     95% CI and a two-sided p-value."""
     if len(rows_a) != len(rows_b):
         raise ValueError("Compare two evaluations of the same documents.")
-    diff, p = metrics.paired_bootstrap(
+    diff, p = stats.paired_bootstrap(
         [r[name] for r in rows_a], [r[name] for r in rows_b], seed=seed
     )
     return {"mean": diff.mean, "low": diff.low, "high": diff.high, "p_value": p}
@@ -120,8 +106,6 @@ def compare(rows_a: list[dict], rows_b: list[dict], name: str, seed: int = 0) ->
 def write_eval_run(run_dir: str | Path, config, rows: list[dict]) -> Path:
     """Create an evaluation run folder from a DraftConfig and rows of {"document_id", "text",
     "reference"}: the drafting inputs plus references.jsonl."""
-    from engine.labelling.worker import write_run
-
     run_dir = write_run(run_dir, config, rows)
     with open(run_dir / "references.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
@@ -149,7 +133,6 @@ def read_references(run_dir: Path) -> dict:
 def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
     """Generate (resuming what is there), then score; returns the final state."""
     from engine.data.similarity import default_embedder
-    from engine.labelling.worker import DRAFTS, read_config, read_documents, run_drafting
 
     run_dir = Path(run_dir)
     references = read_references(run_dir)
@@ -187,25 +170,16 @@ def run_evaluation(run_dir: str | Path, semantic: bool = True) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m engine eval-worker", description="Summarize and score a test set."
+    return worker_main(
+        argv,
+        "python -m engine eval-worker",
+        "Summarize and score a test set.",
+        lambda args: run_job(
+            args.run_dir,
+            lambda: run_evaluation(args.run_dir, semantic=not args.no_semantic),
+            "evaluation",
+        ),
+        lambda parser: parser.add_argument(
+            "--no-semantic", action="store_true", help="skip embedding similarity"
+        ),
     )
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--no-semantic", action="store_true", help="skip embedding similarity")
-    args = parser.parse_args(argv)
-    if not args.run_dir.is_dir():
-        print(f"error: {args.run_dir} is not a run folder.", file=sys.stderr)
-        return 1
-    writer = RunWriter(args.run_dir)
-    try:
-        state = run_evaluation(args.run_dir, semantic=not args.no_semantic)
-    except (ValueError, OSError) as e:
-        writer.set_status("failed", str(e))
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # the traceback in worker.log, a readable reason in status
-        traceback.print_exc()
-        writer.set_status("failed", f"{type(e).__name__}: {e}")
-        return 1
-    print(f"evaluation {state}", file=sys.stderr)
-    return 0

@@ -83,7 +83,11 @@ class RunWriter:
         self.event("progress", phase=phase, done=done, total=total, eta_s=eta, **fields)
 
     def set_status(self, state: str, reason: str | None = None, **extra):
-        assert state in STATES, state
+        if state not in STATES:  # a bug in the caller, never bad input: not a ValueError
+            raise RuntimeError(
+                f"{state!r} is not a run state: a run is {', '.join(STATES)}; status.json is "
+                "left as it was."
+            )
         if self.silent:
             return
         status, _ = read_status(self.run_dir)

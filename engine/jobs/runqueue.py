@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.audit import record
 from engine.auth import CONSOLE, PermissionDenied, check
+from engine.errors import TuneloopError
 from engine.jobs import runfolder
 from engine.paths import data_dir
 from store import runs as runs_store
@@ -129,7 +130,7 @@ def launch(con, run_id: str):
     run = runs_store.get_run(con, run_id)
     args, launcher = worker_of(run)
     if not args:
-        raise ValueError(f"Run {run_id} has no worker command.")
+        raise TuneloopError(f"Run {run_id} has no worker command.")
     try:
         runfolder.start_worker(run["run_dir"], args, launcher=launcher)
     except runfolder.WorkerBusy:
@@ -152,7 +153,7 @@ def check_user_limit(con, kind: str, user: str | None):
     mine = runs_store.list_runs(con, kind=kind, states=("queued", "running"))
     mine = mine[mine["created_by"] == user]
     if len(mine) >= limit:
-        raise ValueError(
+        raise TuneloopError(
             f"{user} already has {len(mine)} {WORDS.get(kind, kind)} run(s) waiting or running "
             f"({', '.join(mine['id'])}): wait for it to finish or cancel it first."
         )
@@ -179,7 +180,7 @@ def may_control(user: dict | None, run: dict) -> bool:
 def _get(con, run_id: str) -> dict:
     run = runs_store.get_run(con, run_id)
     if run is None:
-        raise ValueError(f"There is no run {run_id}.")
+        raise TuneloopError(f"There is no run {run_id}.")
     return run
 
 
@@ -190,9 +191,11 @@ def resume(con, run_id: str, user: dict | None = CONSOLE):
         run = _get(con, run_id)
         check_control(user, run)
         if run["state"] not in ("cancelled", "failed"):
-            raise ValueError(f"Run {run_id} is {run['state']}; only a stopped run can be resumed.")
+            raise TuneloopError(
+                f"Run {run_id} is {run['state']}; only a stopped run can be resumed."
+            )
         if runfolder.worker_holds(run["run_dir"]):
-            raise ValueError(f"Run {run_id} is still stopping: try again in a moment.")
+            raise TuneloopError(f"Run {run_id} is still stopping: try again in a moment.")
         check_user_limit(con, run["kind"], run["created_by"])
         with transaction(con):
             runs_store.set_state(con, run_id, "queued")

@@ -1,12 +1,13 @@
-"""Label: a model drafts summaries, reviewers correct them, and blind A/B votes compare models.
+"""Label: a model drafts summaries and reviewers correct them.
 
 The worker (`worker`, `python -m engine draft-worker RUN_DIR`) drafts the documents of a run
-folder in its own process and never opens the database; the app side (`runs`) queues drafting
-runs and ingests their drafts. `review` hands drafts to reviewers and turns corrections into
-accepted examples; `preference` runs blind A/B votes and keeps reviewers from un-blinding them;
-`highlight` marks the sentences a draft draws on. The feedback loop: `feedback` queues ratings
-and corrections from Chat and the API and turns accepted ones into examples, `ordering` puts the
-most useful documents first in both queues, `savings` measures what reviewing each model's
-drafts cost. Entry points: `python -m engine draft|next|savings` (`cli`), the Label, Review,
-Blind A/B, Chat and Loop health pages.
+folder in its own process (engine/models/drafting.py) and never opens the database; the app side
+(`runs`) queues drafting runs and ingests their drafts. `review` hands drafts to reviewers and
+turns corrections into accepted examples; `highlight` marks the sentences a draft draws on. The
+feedback loop: `feedback` queues ratings and corrections from Chat and the API,
+`feedback_review` turns accepted ones into examples, `loop_health` sums the loop up, `ordering`
+puts the most useful documents first in both queues, `savings` measures what reviewing each
+model's drafts cost. Blind A/B votes between models' evaluations
+are the evaluation stage's (engine/evaluation/preference.py). Entry points: `python -m engine
+draft|next|savings` (`cli`), the Label, Review, Chat and Loop health pages.
 """

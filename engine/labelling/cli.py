@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from engine.errors import TuneloopError
+
 
 def cmd_draft(con, args):
 
@@ -30,7 +32,7 @@ def cmd_draft(con, args):
         state = wait_for(con, run_id)
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state == "failed":
-        raise RuntimeError(f"Drafting run {run_id} failed.")
+        raise TuneloopError(f"Drafting run {run_id} failed.")
 
 
 def cmd_next(con, args):

@@ -32,29 +32,3 @@ def source_sentences(document: str, summary: str, threshold: float = 0.5) -> lis
         words = content_words(sentence)
         out.append((sentence, bool(words) and len(words & summary_words) / len(words) >= threshold))
     return out
-
-
-def word_diff(summary: str, reference: str) -> list[tuple[str, bool]]:
-    """The summary's words, each with whether it lines up with the reference (the longest
-    matching blocks of a word-level diff, compared case-insensitively)."""
-    import difflib
-
-    words, ref = summary.split(), reference.split()
-    norm = lambda ws: [w.lower().strip(".,;:()\"'") for w in ws]  # noqa: E731
-    matcher = difflib.SequenceMatcher(None, norm(ref), norm(words), autojunk=False)
-    matched = [False] * len(words)
-    for block in matcher.get_matching_blocks():
-        for i in range(block.b, block.b + block.size):
-            matched[i] = True
-    return list(zip(words, matched))
-
-
-def diff_html(summary: str, reference: str) -> str:
-    """The summary as escaped HTML with the words that do not line up with the reference
-    marked, for the Compare page and the report."""
-    import html
-
-    return " ".join(
-        html.escape(w) if same else f"<mark>{html.escape(w)}</mark>"
-        for w, same in word_diff(summary, reference)
-    )

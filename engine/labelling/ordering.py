@@ -5,7 +5,7 @@ Three signals, each a reason only where it fires:
 - **unsure**: the current model's draft has a low mean token log-probability (in the lowest
   quarter of all drafts' values; recorded by the drafting worker);
 - **fact check**: the draft names numbers, dates, amounts or names that the document does not
-  contain (engine/evaluation/metrics.py `unsupported_facts`);
+  contain (engine/metrics.py `unsupported_facts`);
 - **unlike the training set**: the document's nearest training document (all-MiniLM-L6-v2
   cosine) is less similar than nine in ten training documents' own nearest neighbours.
 The queue takes one document from each reason in turn (round-robin), so it stays mixed; the
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from engine.audit import record
-from engine.auth import PermissionDenied
-from engine.evaluation.metrics import unsupported_facts
+from engine.auth import check
+from engine.metrics import unsupported_facts
 from store import labelling as label_store
 from store import transaction
 from store.splits import get_setting, set_setting
@@ -47,8 +47,7 @@ _state = {"embed": None, "checked": float("-inf")}
 
 def set_order(con, user: dict | None, priority: bool):
     """Switch both queues between "most useful first" and plain order (admins; audited)."""
-    if user is None or user.get("role") != "admin":
-        raise PermissionDenied("Only an admin can change the order of the labelling queues.")
+    check(user, "queues")
     with transaction(con):
         set_setting(con, label_store.ORDER_SETTING, "priority" if priority else "plain")
         record(con, user, "labelling_order", "priority" if priority else "plain")

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pandas as pd
-import xxhash
 
+from engine.data.keys import content_hash
 from engine.labelling.savings import word_edit_distance
 from store import examples as examples_store
 from store import labelling as label_store
@@ -38,19 +38,20 @@ def save_review(
     opened_at: float | None = None,
 ) -> int:
     """The reviewed (and possibly edited) summary becomes an accepted example, origin
-    'human-corrected', linked to its draft. `opened_at`: when the reviewer opened the draft
-    (Unix seconds). Returns the example id."""
+    'human-corrected', linked to its draft, unless the same document and summary are stored
+    already (another reviewer's identical save, an import): then the review is linked to that
+    example, which stays as it is. `opened_at`: when the reviewer opened the draft (Unix
+    seconds). Returns the example id."""
     summary = summary.strip()
     if not summary:
         raise ValueError("The summary is empty: write one, or mark the draft unusable.")
     draft = label_store.get_draft(con, draft_id)
-    content_hash = xxhash.xxh3_128_hexdigest(
-        (draft["document_id"] + "\x00" + " ".join(summary.split())).encode()
-    )
+    document_id = draft["document_id"]
     with transaction(con):
-        example_id = label_store.add_corrected_example(
-            con, draft["document_id"], summary, draft_id, reviewer, content_hash
-        )
+        example_id, _ = examples_store.add_example(
+            con, document_id, summary, content_hash(document_id, summary), origin="human-corrected",
+            source="review", status="accepted", parent_id=draft_id, user=reviewer,
+        )  # fmt: skip
         edited = summary if summary != draft["summary"].strip() else None
         label_store.add_review(
             con,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.errors import TuneloopError
 from engine.jobs import runfolder, runqueue
 from engine.labelling import ordering
 from engine.models.generation import GenerationSettings
@@ -90,7 +91,7 @@ def _choose_documents(con, only_missing: bool, limit: int | None, ordered=None) 
     docs = docs[~docs["document_id"].isin(documents_being_drafted(con))]
     docs = docs.head(limit) if limit else docs
     if docs.empty:
-        raise ValueError(
+        raise TuneloopError(
             "No documents to draft: every document has a summary, a draft or a drafting run."
         )
     return docs

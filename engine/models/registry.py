@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import TuneloopError
 from engine.models.embedded import DEFAULT_MODEL, default_model_dir
 from engine.models.prompts import DEFAULT_INSTRUCTION
 from store import registry as reg_store
@@ -45,10 +46,12 @@ def register_base(con, model_id: str, path_or_hub_id: str) -> str:
     path = Path(path_or_hub_id).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
-            raise ValueError(f"{path} has no config.json: it is not a Hugging Face model folder.")
+            raise TuneloopError(
+                f"{path} has no config.json: it is not a Hugging Face model folder."
+            )
         path_or_hub_id = str(path.resolve())
     elif path_or_hub_id.count("/") != 1:
-        raise ValueError(
+        raise TuneloopError(
             f"{path_or_hub_id!r} is neither an existing folder nor a Hub id "
             "such as HuggingFaceTB/SmolLM2-360M-Instruct."
         )
@@ -59,7 +62,7 @@ def register_base(con, model_id: str, path_or_hub_id: str) -> str:
 def resolve(con, model_id: str) -> ModelRef:
     model = reg_store.get_model(con, model_id)
     if model is None:
-        raise ValueError(f"No registered model called {model_id!r}.")
+        raise TuneloopError(f"No registered model called {model_id!r}.")
     if model["kind"] == "lora":
         base = reg_store.get_model(con, model["base_id"])
         return ModelRef(model_id, base["path"], model["path"])
@@ -85,7 +88,7 @@ def save_prompt(con, instruction: str, user: str | None = None) -> int:
     """A new version when the text changed; the current version otherwise."""
     instruction = instruction.strip()
     if not instruction:
-        raise ValueError("The instruction cannot be empty.")
+        raise TuneloopError("The instruction cannot be empty.")
     version, current = current_prompt(con)
     return (
         version if instruction == current else reg_store.add_prompt_version(con, instruction, user)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 
+from engine.errors import TuneloopError
+
 
 def cmd_serve(con, args):
     """Write the serve folder from the store, close the database (the app can then open it:
@@ -20,7 +22,7 @@ def cmd_serve(con, args):
 
     current = server_state()
     if current.running:
-        raise ValueError(f"A server is running already (pid {current.pid}, {current.url}).")
+        raise TuneloopError(f"A server is running already (pid {current.pid}, {current.url}).")
     folder = write_folder(con)
     ingest_requests(con, folder)
     con.close()
@@ -34,7 +36,7 @@ def cmd_keys(con, args):
 
     if args.action == "create":
         if not args.name:
-            raise ValueError("Name the key: python -m engine keys create NAME")
+            raise TuneloopError("Name the key: python -m engine keys create NAME")
         key = keys.create_key(
             con, CONSOLE, args.name, args.expires, args.log_texts, args.rate_limit
         )
@@ -42,7 +44,7 @@ def cmd_keys(con, args):
         print(key)
     elif args.action == "revoke":
         if not args.name:
-            raise ValueError("Name the key: python -m engine keys revoke NAME")
+            raise TuneloopError("Name the key: python -m engine keys revoke NAME")
         keys.revoke_key(con, CONSOLE, args.name)
         print(f"Revoked {args.name}: a running server refuses it within seconds.")
     else:

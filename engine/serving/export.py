@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.audit import record
 from engine.auth import CONSOLE, check
+from engine.errors import TuneloopError
 from engine.evaluation.comparison import METRICS
 from engine.evaluation.runs import EVAL_SETTINGS
 from engine.models.embedded import DEFAULT_MODEL
@@ -65,7 +66,7 @@ def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=F
     ref = resolve(con, model_id)
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} already exists and is not empty: name a new folder.")
+        raise TuneloopError(f"{out} already exists and is not empty: name a new folder.")
     card = model_card(con, model_id)  # before the slow part: a broken record fails fast
     source = resolve_model(ref.path)
     try:  # the checkpoint's own dtype; the merge is what engine/models/generation.py does
@@ -77,9 +78,9 @@ def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=F
         # The tokenizer generation uses: the base's for an adapter.
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as e:  # a folder gone, or a Hub id while offline
-        raise ValueError(f"Could not load {model_id} from {ref.adapter or source}: {e}") from e
+        raise TuneloopError(f"Could not load {model_id} from {ref.adapter or source}: {e}") from e
     if not tokenizer.chat_template:
-        raise ValueError(f"{model_id}'s tokenizer has no chat template: it cannot be prompted.")
+        raise TuneloopError(f"{model_id}'s tokenizer has no chat template: it cannot be prompted.")
     tokenizer.padding_side = "left"  # for batched generation, as the app generates
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

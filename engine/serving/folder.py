@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from engine.errors import TuneloopError
 from engine.jobs.runfolder import read_json, write_json
 from engine.paths import data_dir
 
@@ -56,21 +57,23 @@ class Limits:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"Limit {f.name} must be a number of 0 or more, not {value!r}.")
+                raise TuneloopError(f"Limit {f.name} must be a number of 0 or more, not {value!r}.")
         if min(self.max_request_bytes, self.max_tokens, self.requests_per_minute) < 1:
-            raise ValueError("max_request_bytes, max_tokens and requests_per_minute must be >= 1.")
+            raise TuneloopError(
+                "max_request_bytes, max_tokens and requests_per_minute must be >= 1."
+            )
         if min(self.max_batch_size, self.max_queue, self.max_generations) < 1:
-            raise ValueError("max_batch_size, max_queue and max_generations must be at least 1.")
+            raise TuneloopError("max_batch_size, max_queue and max_generations must be at least 1.")
         if min(self.request_timeout_s, self.keep_alive_s, self.max_connections) <= 0:
-            raise ValueError("request_timeout_s, keep_alive_s and max_connections must be > 0.")
+            raise TuneloopError("request_timeout_s, keep_alive_s and max_connections must be > 0.")
         if not 1 <= self.default_max_tokens <= self.max_tokens:
-            raise ValueError("default_max_tokens must be between 1 and max_tokens.")
+            raise TuneloopError("default_max_tokens must be between 1 and max_tokens.")
 
     @classmethod
     def from_dict(cls, data: dict) -> Limits:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"Unknown limits {sorted(unknown)}: see engine/serving/folder.py.")
+            raise TuneloopError(f"Unknown limits {sorted(unknown)}: see engine/serving/folder.py.")
         return cls(**data)
 
     def to_dict(self) -> dict:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from engine.audit import record
 from engine.auth import check
+from engine.errors import TuneloopError
 from engine.serving.folder import KEY_PREFIX, KEYS_FILE, hash_key, serve_dir, write_json
 from store import serving as serving_store
 from store import transaction
@@ -41,19 +42,23 @@ def create_key(
     check(user, "serve")
     name = name.strip()
     if not _NAME.match(name):
-        raise ValueError(
+        raise TuneloopError(
             "A key name is 2 to 40 letters, digits or . _ @ - (say who or what uses it)."
         )
     if expires_days is not None and not 0 < expires_days <= 3650:
-        raise ValueError("Expiry is a number of days above 0 and at most 3650 (or none).")
+        raise TuneloopError("Expiry is a number of days above 0 and at most 3650 (or none).")
     if rate_limit is not None and not 1 <= rate_limit <= 100_000:
-        raise ValueError("A rate limit is 1 to 100000 requests per minute (or none: the default).")
+        raise TuneloopError(
+            "A rate limit is 1 to 100000 requests per minute (or none: the default)."
+        )
     now = time.time() if now is None else now
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     expires = None if expires_days is None else now + expires_days * 86400
     with transaction(con):
         if serving_store.get_active_key(con, name) is not None:
-            raise ValueError(f"A key called {name!r} exists: revoke it first or pick another name.")
+            raise TuneloopError(
+                f"A key called {name!r} exists: revoke it first or pick another name."
+            )
         serving_store.add_key(
             con, name, hash_key(key), key[:SHOWN_PREFIX], user["name"], now, expires,
             bool(log_texts), rate_limit,
@@ -71,7 +76,7 @@ def revoke_key(con, user: dict, name: str, now: float | None = None):
     check(user, "serve")
     with transaction(con):
         if not serving_store.revoke_key(con, name, time.time() if now is None else now):
-            raise ValueError(f"No key called {name!r} (or it is revoked already).")
+            raise TuneloopError(f"No key called {name!r} (or it is revoked already).")
         record(con, user, "api_key_revoke", name)
     export_keys(con)
 

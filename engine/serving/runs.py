@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine.audit import record
 from engine.auth import check
+from engine.errors import TuneloopError
 from engine.jobs.runfolder import pid_alive, worker_command
 from engine.models.registry import (
     DEFAULT_MODEL,
@@ -159,7 +160,7 @@ def start_server(
     check(user, "serve")
     current = server_state()
     if current.running:
-        raise ValueError(f"A server is running already (pid {current.pid}): stop it first.")
+        raise TuneloopError(f"A server is running already (pid {current.pid}): stop it first.")
     folder = write_folder(con)
     ingest_requests(con, folder)
     (folder / STATUS_FILE).unlink(missing_ok=True)

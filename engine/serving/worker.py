@@ -31,6 +31,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from engine.errors import TuneloopError
 from engine.serving.batcher import Batcher, LoadedModel
 from engine.serving.folder import (
     KEYS_FILE,
@@ -220,7 +221,7 @@ class Server:
         self.keys = (read_json(self.folder / KEYS_FILE, {}) or {}).get("keys", [])
         spec = read_json(self.folder / MODEL_FILE)
         if not spec:
-            raise RuntimeError(f"{self.folder / MODEL_FILE} is missing: nothing to serve.")
+            raise TuneloopError(f"{self.folder / MODEL_FILE} is missing: nothing to serve.")
         self.model = LoadedModel(spec)
         # Requests that a previous server started and never ended were cut short by its end.
         self._write_line({"event": "server_start", "received": time.time(), "pid": os.getpid()})
@@ -243,7 +244,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as e:
         sock.close()
-        raise RuntimeError(f"Cannot listen on {host}:{port}: {e.strerror}.") from None
+        raise TuneloopError(f"Cannot listen on {host}:{port}: {e.strerror}.") from None
     sock.listen(2048)
     return sock
 
@@ -252,7 +253,7 @@ def is_loopback(host: str) -> bool:
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
-        raise ValueError(f"Unknown host {host!r}.") from None
+        raise TuneloopError(f"Unknown host {host!r}.") from None
     return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
@@ -265,14 +266,14 @@ def serve(folder, host="127.0.0.1", port=8000, ssl_certfile=None, ssl_keyfile=No
 
     folder = Path(folder)
     if bool(ssl_certfile) != bool(ssl_keyfile):
-        raise ValueError("HTTPS needs both --ssl-certfile and --ssl-keyfile.")
+        raise TuneloopError("HTTPS needs both --ssl-certfile and --ssl-keyfile.")
     for path in (ssl_certfile, ssl_keyfile):
         if path and not Path(path).is_file():
-            raise ValueError(f"{path} does not exist.")
+            raise TuneloopError(f"{path} does not exist.")
     if not ssl_certfile and not is_loopback(host):
-        raise ValueError(
+        raise TuneloopError(
             f"Serving on {host} sends API keys over the network in the clear: give "
-            "--ssl-certfile and --ssl-keyfile (README: HTTPS), or serve on 127.0.0.1."
+            "--ssl-certfile and --ssl-keyfile (docs/serving.md), or serve on 127.0.0.1."
         )
     server = Server(folder)
     try:
@@ -286,7 +287,7 @@ def serve(folder, host="127.0.0.1", port=8000, ssl_certfile=None, ssl_keyfile=No
         server.write_status("failed")
         if isinstance(e, ValueError | RuntimeError):
             raise
-        raise RuntimeError(f"Cannot serve the model of {folder / MODEL_FILE}: {e}") from e
+        raise TuneloopError(f"Cannot serve the model of {folder / MODEL_FILE}: {e}") from e
     config = uvicorn.Config(
         create_app(server),
         log_level="warning",

@@ -212,7 +212,7 @@ class RunCallback(TrainerCallback):
         rouge_l, samples = None, []
         summarize = not self.last_eval_only or state.global_step >= state.max_steps
         if self.rouge_prompts and summarize and not self.cancelled:
-            from engine.evaluation.metrics import rouge
+            from engine.metrics import rouge
 
             total = len(self.rouge_prompts)
             phase = self._phase("validation summaries")

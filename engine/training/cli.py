@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import sys
 
+from engine.errors import TuneloopError
+
 
 def cmd_retrain(con, args):
-
+    from engine.followups import followup_plan
     from engine.scheduler import wait_for
     from engine.training.runs import retrain_latest
     from store import runs as runs_store
 
-    run_id, warnings = retrain_latest(con)
+    run_id, warnings = retrain_latest(con, followup=followup_plan)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"Training run {run_id} queued.", file=sys.stderr)
@@ -27,10 +29,11 @@ def cmd_retrain(con, args):
         )
     print(f"Run {run_id}: {state.state}" + (f" ({state.reason})" if state.reason else ""))
     if state.state == "failed":
-        raise RuntimeError(f"Training run {run_id} failed.")
+        raise TuneloopError(f"Training run {run_id} failed.")
 
 
 def _floats(text: str) -> list[float]:
+    """Comma-separated numbers; an argparse type, so a bad one is a usage error."""
     return [float(v) for v in text.split(",") if v.strip()]
 
 
@@ -48,9 +51,9 @@ def cmd_sweep(con, args):
     if args.preset:
         base = TrainConfig.from_dict(base.to_dict() | PRESETS[args.preset])
     space = SweepSpace(
-        learning_rates=_floats(args.learning_rates),
-        epochs=_floats(args.epochs),
-        lora_ranks=[int(v) for v in _floats(args.ranks)],
+        learning_rates=args.learning_rates,
+        epochs=args.epochs,
+        lora_ranks=[int(v) for v in args.ranks],
         n_trials=args.trials,
         method=args.method,
         seed=args.seed,
@@ -75,9 +78,11 @@ def add_commands(sub):
     p = sub.add_parser("retrain", help="train on the latest accepted data, last good config")
     p.set_defaults(run=cmd_retrain)
     p = sub.add_parser("sweep", help="search learning rate, epochs and LoRA rank; run to the end")
-    p.add_argument("--learning-rates", default="1e-4,3e-4,1e-3", help="comma-separated")
-    p.add_argument("--epochs", default="1,2", help="comma-separated")
-    p.add_argument("--ranks", default="8,16", help="comma-separated LoRA ranks")
+    p.add_argument(
+        "--learning-rates", default="1e-4,3e-4,1e-3", type=_floats, help="comma-separated"
+    )
+    p.add_argument("--epochs", default="1,2", type=_floats, help="comma-separated")
+    p.add_argument("--ranks", default="8,16", type=_floats, help="comma-separated LoRA ranks")
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--method", default="tpe", choices=["tpe", "grid"])
     p.add_argument("--seed", type=int, default=0)

@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from engine.errors import TuneloopError
 from engine.models.embedded import DEFAULT_MODEL
 from engine.models.prompts import DEFAULT_INSTRUCTION
 
@@ -94,7 +95,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise TuneloopError(message)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,7 +107,7 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"Unknown training settings: {', '.join(sorted(unknown))}.")
+            raise TuneloopError(f"Unknown training settings: {', '.join(sorted(unknown))}.")
         return cls(**data)
 
     @classmethod
@@ -114,7 +115,7 @@ class TrainConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"The training config is not valid JSON: {e}") from None
+            raise TuneloopError(f"The training config is not valid JSON: {e}") from None
         return cls.from_dict(data)
 
 

@@ -4,7 +4,8 @@
 folder (config.json + train/validation JSONL, never the test split) and queues the run in the
 shared job queue (engine/jobs/runqueue.py). The background poller (engine/scheduler.py) ingests its
 events and, when it succeeds, `register_if_done` registers its model so Chat, drafting and
-evaluation can use it, and `evaluate_if_done` evaluates it. `retrain_latest` is the one-click
+evaluation can use it; evaluating it is the coordinator's follow-up (engine/followups.py), whose
+plan the caller passes in (`followup=`) for the worker's ETA. `retrain_latest` is the one-click
 "retrain with the latest accepted data" with the last good config. Starting runs is for admins
 (`engine.auth.check` on the acting user) and goes into the audit log.
 """
@@ -12,11 +13,13 @@ evaluation can use it, and `evaluate_if_done` evaluates it. `retrain_latest` is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.audit import record
-from engine.auth import CONSOLE, check, on_behalf_of
+from engine.auth import CONSOLE, check
 from engine.data.export import export_rows
+from engine.errors import TuneloopError
 from engine.jobs import runfolder, runqueue
 from engine.models.registry import current_prompt, resolve
 from engine.training.config import PRESETS, TrainConfig, preflight
@@ -61,7 +64,9 @@ def freeze_for_training(con, note: str) -> tuple[int, int, int]:
         dataset_id = splits_store.freeze_dataset(con, note)
     n_train, n_validation, _ = splits_store.dataset_counts(con, dataset_id)
     if n_train == 0:
-        raise ValueError("No accepted training examples: accept some and split them (Data page).")
+        raise TuneloopError(
+            "No accepted training examples: accept some and split them (Data page)."
+        )
     return dataset_id, n_train, n_validation
 
 
@@ -73,14 +78,17 @@ def start_training(
     note: str = "",
     dataset_id: int | None = None,
     extra: dict | None = None,
+    followup: Callable | None = None,
 ) -> tuple[str, list[str]]:
     """Write the run folder for a frozen dataset version (a new one by default) and queue it.
-    `extra` goes into the run's stored config (a sweep's id and trial). Returns (run id,
-    warnings)."""
+    `extra` goes into the run's stored config (a sweep's id and trial). `followup(con,
+    dataset_id)` says what will run after it (engine/followups.py `followup_plan`), written to
+    followup.json for the worker's ETA; None: nothing follows it (a sweep's trials). Returns
+    (run id, warnings)."""
     check(user, "train")
     ref = resolve(con, base_model_id)
     if ref.adapter:
-        raise ValueError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
+        raise TuneloopError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
     version, instruction = current_prompt(con)
     if dataset_id is None:
         dataset_id, _, _ = freeze_for_training(con, note or "training run")
@@ -104,8 +112,8 @@ def start_training(
         )
         export_rows(rows[rows["split"] != "test"], run_dir, instruction, hf=False)
         (run_dir / "config.json").write_text(config.to_json())  # what the worker reads
-        if not (extra or {}).get("sweep_id"):  # a sweep's trials are not evaluated after
-            runfolder.write_json(run_dir / "followup.json", followup_plan(con, dataset_id))
+        if followup is not None:
+            runfolder.write_json(run_dir / "followup.json", followup(con, dataset_id))
         prior = measured_rates(con, run_config)
         if prior:
             runfolder.write_json(run_dir / PRIOR_RATES, prior)
@@ -139,32 +147,12 @@ def measured_rates(con, config: dict) -> dict | None:
     return None
 
 
-def followup_plan(con, dataset_id: int) -> dict:
-    """What `evaluate_if_done` will run once training succeeds, for the worker's ETA until
-    Compare is ready: the new model's evaluation, and the production model's unless an
-    identical one can be reused; the test documents, the settings, and what an evaluation
-    cost here last time."""
-    from engine.evaluation.runs import EVAL_SETTINGS, measured_costs, reusable_evaluation
-    from engine.models.registry import production_model
-
-    counts = splits_store.dataset_counts(con, dataset_id)
-    n_test = counts[2] if counts else 0
-    production = production_model(con)
-    reused = reg_store.get_model(con, production) is None or reusable_evaluation(
-        con, production, dataset_id
-    )
-    return {
-        "evaluations": (0 if not n_test else 1 + (not reused)),
-        "documents": n_test,
-        "batch_size": EVAL_SETTINGS.batch_size,
-        "max_new_tokens": EVAL_SETTINGS.max_new_tokens,
-        "measured": measured_costs(con),
-    }
-
-
-def retrain_latest(con, user: dict | None = CONSOLE) -> tuple[str, list[str]]:
+def retrain_latest(
+    con, user: dict | None = CONSOLE, followup: Callable | None = None
+) -> tuple[str, list[str]]:
     """One click: split new accepted examples (those already split keep their side), freeze the
-    latest accepted data and train with the last good config."""
+    latest accepted data and train with the last good config (`followup` as in
+    `start_training`)."""
     from engine.data.split import split_examples
     from engine.models.registry import ensure_default_model
 
@@ -176,13 +164,17 @@ def retrain_latest(con, user: dict | None = CONSOLE) -> tuple[str, list[str]]:
         if saved
         else ensure_default_model(con, progress=lambda m: None)
     )
-    return start_training(con, default_config(con), base, user, "one-click retrain")
+    return start_training(
+        con, default_config(con), base, user, "one-click retrain", followup=followup
+    )
 
 
 _preparing: dict[str, dict] = {}  # one-click retrains being prepared, by user name
 
 
-def retrain_in_background(con, user: dict | None = CONSOLE) -> dict:
+def retrain_in_background(
+    con, user: dict | None = CONSOLE, followup: Callable | None = None
+) -> dict:
     """One click that returns at once: `retrain_latest` (splitting new examples, which may
     deduplicate them first, and freezing the data) on a thread with its own cursor, so the
     page is never blocked behind a spinner. `retrain_status` says how it is going and, once it
@@ -200,7 +192,7 @@ def retrain_in_background(con, user: dict | None = CONSOLE) -> dict:
     def work():
         cursor = con.cursor()
         try:
-            state["result"] = retrain_latest(cursor, user)
+            state["result"] = retrain_latest(cursor, user, followup)
         except ValueError as e:  # for people: no data, a locked split, …
             state["error"] = str(e)
         except Exception as e:  # noqa: BLE001 - shown to the user; the traceback in the log
@@ -252,37 +244,6 @@ def register_if_done(con, run: dict):
     if not config.get("sweep_id"):  # a sweep's trials become the default only by "use best"
         settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
         remember_good_config(con, TrainConfig.from_dict(settings), config.get("base_model_id"))
-
-
-def evaluate_if_done(con, run_id: str) -> list[str]:
-    """Once a training run (not a sweep trial) has registered its model, evaluate it on the
-    test split of the dataset version it trained on, and the production model too if it has
-    no evaluation there yet (reusing an identical earlier one when there is one), so that
-    Compare is ready. Returns the evaluation runs started or reused."""
-    from engine.evaluation.runs import reuse_evaluation, start_evaluation
-    from engine.models.registry import production_model
-    from store import evals as evals_store
-
-    run = runs_store.get_run(con, run_id)
-    config = json.loads(run["config"])
-    if run["state"] != "succeeded" or config.get("sweep_id"):
-        return []
-    counts = splits_store.dataset_counts(con, config.get("dataset_version") or 0)
-    if not counts or not counts[2]:
-        return []
-    dataset_id = config["dataset_version"]
-    done = evals_store.list_evaluations(con, dataset_id)
-    started = {}
-    for model_id in (run_id, production_model(con)):
-        known = reg_store.get_model(con, model_id) is not None
-        if known and not (done["model_id"] == model_id).any() and model_id not in started:
-            by = on_behalf_of(run["created_by"])  # the run's starter, checked when it started
-            # The production model's summaries of the same test documents, with the same
-            # prompt and settings, are already known from an earlier version: reuse them.
-            started[model_id] = reuse_evaluation(
-                con, model_id, dataset_id, user=by
-            ) or start_evaluation(con, model_id, dataset_id, user=by)
-    return list(started.values())
 
 
 def drop_unstarted_datasets(con) -> list[int]:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from engine.audit import record
 from engine.auth import CONSOLE, check, on_behalf_of
+from engine.errors import TuneloopError
 from engine.jobs import runqueue
 from engine.training.config import TrainConfig
 from engine.training.runs import (
@@ -54,13 +55,13 @@ class SweepSpace:
 
     def __post_init__(self):
         if self.method not in ("tpe", "grid"):
-            raise ValueError("The sweep method must be 'tpe' or 'grid'.")
+            raise TuneloopError("The sweep method must be 'tpe' or 'grid'.")
         if not (self.learning_rates and self.epochs and self.lora_ranks):
-            raise ValueError("Give at least one learning rate, one epoch count and one rank.")
+            raise TuneloopError("Give at least one learning rate, one epoch count and one rank.")
         if min(self.learning_rates) <= 0 or min(self.epochs) <= 0 or min(self.lora_ranks) < 1:
-            raise ValueError("Learning rates, epochs and ranks must be positive.")
+            raise TuneloopError("Learning rates, epochs and ranks must be positive.")
         if self.n_trials < 1:
-            raise ValueError("A sweep needs at least one trial.")
+            raise TuneloopError("A sweep needs at least one trial.")
 
     def grid(self) -> list[dict]:
         points = [
@@ -145,10 +146,12 @@ def start_sweep(
     """Freeze the data once, record the sweep and queue its first trial; returns the sweep id."""
     check(user, "train")
     if base.method != "lora" and len(set(space.lora_ranks)) > 1:
-        raise ValueError("LoRA ranks only apply to LoRA runs: list one rank for full fine-tuning.")
+        raise TuneloopError(
+            "LoRA ranks only apply to LoRA runs: list one rank for full fine-tuning."
+        )
     dataset_id, n_train, n_validation = freeze_for_training(con, "sweep")
     if n_validation == 0:
-        raise ValueError(
+        raise TuneloopError(
             "A sweep compares validation losses, and the validation split is empty: split some "
             "examples into validation (Data page)."
         )
@@ -267,7 +270,7 @@ def use_best(con, sweep_id: str, user: dict | None = CONSOLE) -> TrainConfig:
     check(user, "train")
     best = best_trial(con, sweep_id)
     if best is None:
-        raise ValueError("No trial of this sweep has finished with a validation loss yet.")
+        raise TuneloopError("No trial of this sweep has finished with a validation loss yet.")
     sweep = sweeps_store.get_sweep(con, sweep_id)
     config = trial_config(TrainConfig.from_dict(json.loads(sweep["base_config"])), best)
     remember_good_config(con, config, sweep["base_model_id"])

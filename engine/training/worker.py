@@ -24,7 +24,8 @@ The run writes, through jobs.RunWriter:
   finished   state, metrics
 - status.json: "running", then "succeeded" or "cancelled" with `metrics` (best_eval_loss,
   best_step, base_eval_loss, best_rouge_l, base_rouge_l, steps, train_tokens_per_s,
-  train_seconds, final_dir) or "failed" with the reason; the traceback goes to stdout.
+  train_seconds, final_dir) or "failed" with the reason (engine/jobs/workers.py); the
+  traceback of a bug goes to worker.log.
 - final/: the adapter (LoRA) or the full weights, with the tokenizer, from the best checkpoint
   by validation loss (the last weights when there is no validation split). A cancelled run
   saves what it has there too.
@@ -34,17 +35,15 @@ It never opens the database.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import shutil
-import sys
 import time
-import traceback
 from pathlib import Path
 
 from engine.jobs.runfolder import RunWriter, read_json, write_json
+from engine.jobs.workers import run_job, worker_main
 from engine.training.config import (
     TrainConfig,
     lora_config,
@@ -263,29 +262,19 @@ def summary_metrics(callback, state, best_step: int | None, final: Path) -> dict
 
 def train(run_dir: str | Path) -> str:
     """Run the job and record how it ended, whatever happens; returns the final state."""
-    writer = RunWriter(run_dir)
-    started = time.time()
-    try:
-        state = run_training(run_dir)
-    except Exception as e:  # the reason for people in status.json, the traceback in worker.log
-        traceback.print_exc(file=sys.stdout)
-        reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-        if "out of memory" in reason.lower():
-            reason = f"Out of memory: lower batch_size or max_length. ({reason})"
-        writer.event("finished", state="failed", reason=reason)
-        writer.set_status("failed", reason)
-        return "failed"
-    print(f"training {state} in {time.time() - started:.0f} s", flush=True)
-    return state
+    return run_job(
+        run_dir,
+        lambda: run_training(run_dir),
+        "training",
+        out_of_memory="lower batch_size or max_length",
+        on_failure=lambda writer, reason: writer.event("finished", state="failed", reason=reason),
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m engine train", description="Fine-tune a model for a run folder."
+    return worker_main(
+        argv,
+        "python -m engine train",
+        "Fine-tune a model for a run folder.",
+        lambda args: train(args.run_dir),
     )
-    parser.add_argument("run_dir", type=Path)
-    run_dir = parser.parse_args(argv).run_dir
-    if not run_dir.is_dir():
-        print(f"error: {run_dir} is not a run folder.", file=sys.stderr)
-        return 1
-    return 0 if train(run_dir) != "failed" else 1

@@ -29,8 +29,8 @@ import pandas as pd
 
 from engine.audit import record
 from engine.auth import CONSOLE, PermissionDenied, can, check
-from engine.evaluation.metrics import bootstrap_ci
 from engine.models.generation import GenerationSettings
+from engine.stats import bootstrap_ci
 from store import evals as evals_store
 from store import preferences as pref_store
 from store import transaction

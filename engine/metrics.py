@@ -1,16 +1,16 @@
-"""Per-document summary metrics and their statistics.
+"""Per-document summary metrics, the one home of each score whichever stage computes it.
 
-ROUGE-1/2/L/Lsum (rouge-score with stemming), semantic similarity (cosine of all-MiniLM-L6-v2
-embeddings), lengths and compression, novel n-grams (how abstractive), and unsupported facts:
-numbers, dates, money amounts and capitalised names in the summary that the document does not
-contain — base models invent dates and statutes. Aggregates carry seeded bootstrap 95%
-confidence intervals; two models on the same documents get a paired bootstrap test.
+ROUGE-1/2/L/Lsum (rouge-score with stemming: the evaluation's scores and training's validation
+ROUGE-L), semantic similarity (cosine of all-MiniLM-L6-v2 embeddings), novel n-grams (how
+abstractive), and unsupported facts: numbers, dates, money amounts and capitalised names in the
+summary that the document does not contain — base models invent dates and statutes (the
+evaluation's unsupported-fact rates, `fact_counts`, and the labelling queue's fact check). Their
+confidence intervals are engine/stats.py's. Shared by the stages; it imports none of them.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -177,37 +177,14 @@ def unsupported_facts(summary: str, document: str, cut_off: bool = False) -> lis
     return sorted(set(missing))
 
 
-@dataclass
-class Interval:
-    mean: float
-    low: float
-    high: float
-
-
-def bootstrap_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
-    """Mean with a percentile bootstrap confidence interval, reproducible for a seed."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    return Interval(
-        float(values.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-    )
-
-
-def paired_bootstrap(a, b, n_resamples: int = 2000, seed: int = 0) -> tuple[Interval, float]:
-    """Mean difference b - a on the same documents with its CI, and a two-sided p-value for no
-    difference (the share of resampled differences on the other side of zero, doubled)."""
-    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if diff.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan")), float("nan")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, (n_resamples, diff.size))].mean(axis=1)
-    p = 2 * min((means <= 0).mean(), (means >= 0).mean())
-    tail = 0.025
-    ci = Interval(
-        float(diff.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-    )
-    return ci, float(min(1.0, p))
+def fact_counts(unsupported: list[str]) -> dict:
+    """Counts of a summary's unsupported facts: all of them, and the numbers, dates and amounts
+    among them (what a model invents; names also catch a summary's own conventions, such as
+    "USDA" for a bill's "Secretary of Agriculture")."""
+    numbers = sum(any(c.isdigit() for c in fact) for fact in unsupported)
+    return {
+        "unsupported_facts": len(unsupported),
+        "has_unsupported": int(bool(unsupported)),
+        "unsupported_numbers": numbers,
+        "has_unsupported_numbers": int(bool(numbers)),
+    }

@@ -45,6 +45,7 @@ def test_a_paired_comparison_sees_the_better_model():
         eval_worker.compare(a, b[:3], "rouge2")
 
 
+@pytest.mark.slow
 def test_the_worker_summarizes_and_scores_a_test_set(tiny_model, tmp_path):
     run_dir = tmp_path / "eval"
     documents = [

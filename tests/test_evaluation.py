@@ -37,6 +37,7 @@ def wait_for(con, run_id, seconds=400):
     return runfolder.RunState(run["state"], run["reason"], None)
 
 
+@pytest.mark.slow
 def test_an_evaluation_scores_the_test_split_and_is_ingested(con, home, tiny_model, monkeypatch):
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the worker logs every module it imports
     load_sample_if_empty(con)
@@ -153,6 +154,7 @@ def test_promotion_refuses_a_worse_model_and_records_an_override(con):
         evaluation_comparison.promote(con, "worse")
 
 
+@pytest.mark.slow
 def test_a_finished_training_run_evaluates_its_model_and_production_once(con, home, tiny_model):
     from engine import followups
     from engine.training import runs as training_runs

@@ -394,6 +394,7 @@ def test_before_any_training_the_order_falls_back_to_diversity(con, tmp_path):
     assert {ranked[0], ranked[2]} != {crash(0), crash(0) + " Again."}  # not two near-copies
 
 
+@pytest.mark.slow
 def test_next_cli_works_on_a_fresh_store_with_imported_documents(tmp_path):
     env = os.environ | {"TUNELOOP_HOME": str(tmp_path / "home")}
     path = write_jsonl(tmp_path / "docs.jsonl", [{"text": crash(i)} for i in range(3)])

@@ -242,6 +242,7 @@ def test_bad_run_folder_fails_with_a_reason(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_worker_process_drafts_without_importing_the_database(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "run"
     start_run(run_dir, tiny_model_dir, n_docs=3)
@@ -258,6 +259,7 @@ def test_worker_process_drafts_without_importing_the_database(tiny_model_dir, tm
     assert len(draft_lines(run_dir)) == 3
 
 
+@pytest.mark.slow
 def test_worker_started_by_the_app_drafts(tiny_model_dir, tmp_path):
     if "draft-worker" not in (ROOT / "engine" / "__main__.py").read_text():
         pytest.skip(

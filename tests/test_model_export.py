@@ -109,6 +109,7 @@ def run_card_snippet(card: str, folder, capsys) -> dict:
     return namespace
 
 
+@pytest.mark.slow
 def test_exported_folders_load_with_transformers_and_generate_what_the_app_does(
     con, base, adapter, tmp_path, capsys
 ):

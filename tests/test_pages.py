@@ -267,6 +267,7 @@ def test_train_page_starts_a_sweep(app):
     assert sweeps_store.get_sweep(con, sweep["id"])["state"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_compare_page_shows_a_comparison_and_promotes_the_better_model(app):
     from engine.evaluation.runs import test_dataset
     from engine.jobs import runfolder, runqueue

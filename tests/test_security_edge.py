@@ -147,6 +147,7 @@ def test_an_oversized_cookie_request_is_refused_before_it_is_read_whole():
 # --- the login throttle -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_local_users_do_not_share_one_client_bucket(admin_con, monkeypatch):
     monkeypatch.setitem(auth.FREE_FAILURES, "client", 4)
     for i in range(10):  # someone's typos, or a local script, from the loopback address

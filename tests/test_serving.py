@@ -133,6 +133,7 @@ def chat(text="Summarize: the committee met on Tuesday.", **kwargs) -> dict:
     return {"model": "production", "messages": [{"role": "user", "content": text}]} | kwargs
 
 
+@pytest.mark.slow
 def test_openai_client_lists_chats_streams_and_completes(served):
     c = client(served)
     assert [m.id for m in c.models.list()] == ["tiny-a"]
@@ -186,6 +187,7 @@ def test_openai_client_lists_chats_streams_and_completes(served):
         assert stopped.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_requests_without_a_valid_key_get_401(served):
     url, models = served["url"], "/v1/models"
     status, headers, body = call(url, "GET", models)
@@ -383,6 +385,7 @@ requests = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=requests)
 def test_fuzzed_requests_never_get_a_server_error(served, request):
@@ -406,6 +409,7 @@ def test_server_keeps_serving_after_the_fuzz(served):
     assert runs.server_state().running
 
 
+@pytest.mark.slow
 def test_https_with_a_self_signed_certificate(served, tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is missing")
@@ -448,6 +452,7 @@ def test_https_with_a_self_signed_certificate(served, tmp_path):
         serve(folder, host="0.0.0.0", port=0)
 
 
+@pytest.mark.slow
 def test_promotion_swaps_the_model_under_load_without_losing_a_request(served):
     """Four long streams run on tiny-a; promoting tiny-b rewrites model.json; the server loads
     tiny-b in the background and swaps. Every stream finishes on the model it started with;
@@ -510,6 +515,7 @@ def test_cli_creates_lists_and_revokes_keys(home, capsys):
     assert keys.list_keys(con, include_revoked=True)["state"].tolist() == ["revoked"]
 
 
+@pytest.mark.slow
 def test_serve_command_closes_the_database_while_it_serves(home, tiny_model):
     from engine.paths import db_path
 

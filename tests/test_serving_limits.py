@@ -100,6 +100,7 @@ def start(folder):
     return {"proc": proc, "url": status["url"], "port": int(status["url"].rsplit(":", 1)[1])}
 
 
+@pytest.mark.slow
 def test_wrong_keys_back_off_while_a_good_key_still_works(server):
     url, path = server["url"], "/v1/models"
     log = server["folder"] / LOG_FILE
@@ -171,6 +172,7 @@ def trickle(port, head: bytes, every=0.3, limit=30.0) -> tuple[bytes, float]:
     return answer, time.monotonic() - begun
 
 
+@pytest.mark.slow
 def test_slow_clients_are_cut_off(server):
     port, key = server["port"], server["key"]
     head = (
@@ -188,6 +190,7 @@ def test_slow_clients_are_cut_off(server):
     assert call(server["url"], "GET", "/v1/models", key=key)[0] == 200
 
 
+@pytest.mark.slow
 def test_a_request_in_flight_at_kill_9_is_logged_as_interrupted(server, tmp_path):
     folder, con, key = server["folder"], server["con"], server["key"]
     runs.ingest_requests(con, folder)

@@ -63,6 +63,7 @@ def test_a_trial_keeps_the_base_settings_and_the_alpha_to_rank_ratio():
     assert (config.lora_r, config.lora_alpha, config.batch_size, config.seed) == (32, 64, 2, 7)
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_its_trials_through_the_queue_and_use_best_keeps_the_winner(
     con, home, tiny_model, monkeypatch
 ):
@@ -129,6 +130,7 @@ def test_a_sweep_needs_a_validation_split(con, home, tiny_model):
         sweeps.start_sweep(con, TrainConfig(), "tiny", sweeps.SweepSpace())
 
 
+@pytest.mark.slow
 def test_several_gpus_launch_the_worker_through_accelerate():
     assert runfolder.accelerate_launcher(0) is None and runfolder.accelerate_launcher(1) is None
     assert runfolder.worker_command(["train", "r"]) == [

@@ -6,6 +6,15 @@ import streamlit as st
 
 from engine.training.config import PRESETS, SCHEDULERS, TrainConfig
 
+# The keys of the settings' widgets under "Advanced" (train_ + each of these).
+SETTING_KEYS = [
+    f"train_{name}"
+    for name in (
+        "method lr sched warmup epochs max_steps batch accum max_len wd r alpha dropout targets "
+        "eval_every patience subset seed packing checkpointing qlora rouge_last report_to"
+    ).split()
+]
+
 
 def installed_trackers() -> list[str]:
     from importlib.util import find_spec
@@ -14,9 +23,18 @@ def installed_trackers() -> list[str]:
     return [name for name, module in modules.items() if find_spec(module)]
 
 
+def forget_settings():
+    """A widget with a key keeps its value when its default changes: on a new preset, let every
+    setting start again from the preset's value."""
+    for key in SETTING_KEYS:
+        st.session_state.pop(key, None)
+
+
 def config_ui(default: TrainConfig) -> TrainConfig | None:
     """Returns the chosen TrainConfig, or None (with the reason shown) when a value is invalid."""
-    preset = st.selectbox("Preset", ["(last good settings)", *PRESETS], key="train_preset")
+    preset = st.selectbox(
+        "Preset", ["(last good settings)", *PRESETS], key="train_preset", on_change=forget_settings
+    )
     base = (
         default
         if preset not in PRESETS
@@ -103,6 +121,13 @@ def config_ui(default: TrainConfig) -> TrainConfig | None:
             key="train_rouge_last",
             help="Saves minutes on a CPU; the test-split evaluation after training scores them.",
         )
+        qlora = c[1].checkbox(
+            "QLoRA (4-bit base)",
+            v["quantization"] == "nf4",
+            key="train_qlora",
+            help="Loads the base in 4-bit NF4 (bitsandbytes): LoRA on a CUDA GPU only.",
+        )
+        v["quantization"] = "nf4" if qlora else None
         trackers = installed_trackers()
         v["report_to"] = st.multiselect(
             "Experiment trackers (installed ones)",

@@ -53,11 +53,20 @@ def default_model_dir(progress=print) -> Path:
     return target
 
 
-@lru_cache(maxsize=4)
-def load_tokenizer(model_dir: str):
+def open_tokenizer(model_ref: str | Path):
+    """A fresh tokenizer for a model folder or Hub id, with PLAIN_CHAT_TEMPLATE when the model
+    ships no chat template (engine/models/prompts.py): every stage opens tokenizers here."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_dir)
+    from engine.models.prompts import ensure_chat_template
+
+    return ensure_chat_template(AutoTokenizer.from_pretrained(model_ref))
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model_dir: str):
+    """open_tokenizer's tokenizer, shared: do not change it."""
+    return open_tokenizer(model_dir)
 
 
 def context_window(model_dir: str | Path) -> int | None:

@@ -71,7 +71,9 @@ def load_model(model_ref: str, adapter: str | None = None):
     """(model, tokenizer) ready to generate: on the GPU in bf16 when there is one, else fp32 on
     CPU; eval mode; left padding. A LoRA adapter folder is applied to the base and merged."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from engine.models.embedded import open_tokenizer
 
     model_ref = resolve_model(model_ref)
     cuda = torch.cuda.is_available()
@@ -85,7 +87,7 @@ def load_model(model_ref: str, adapter: str | None = None):
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model.to("cuda" if cuda else "cpu").eval()
     # A fresh tokenizer, not models.load_tokenizer's shared one: we change its padding side.
-    tokenizer = AutoTokenizer.from_pretrained(model_ref)
+    tokenizer = open_tokenizer(model_ref)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

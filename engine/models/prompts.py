@@ -24,3 +24,28 @@ def training_record(document: str, summary: str, instruction: str = DEFAULT_INST
         "prompt": build_messages(document, instruction),
         "completion": [{"role": "assistant", "content": summary}],
     }
+
+
+# The chat template given to a tokenizer that has none (a base model, not an instruct one):
+# plain "User:"/"Assistant:" turns, each answer closed by the tokenizer's own eos token, so
+# generation stops where training taught it to and no token is added (the embeddings keep
+# their size). It does what TRL's `chat_template_path` does with a .jinja file, but where the
+# tokenizer is opened (engine/models/embedded.py open_tokenizer), so drafting, training,
+# evaluation, serving and export all prompt such a model identically; the trained run's
+# tokenizer and an exported model save it as their chat template. Newlines are Jinja strings:
+# transformers renders templates with trim_blocks, which eats a newline after a tag.
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{% for message in messages %}"
+    "{{ message['role'] | capitalize + ':\\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:\\n' }}{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer):
+    """`tokenizer`, given PLAIN_CHAT_TEMPLATE when it has no chat template of its own."""
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    return tokenizer

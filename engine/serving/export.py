@@ -60,7 +60,9 @@ class Export:
 
 def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=False) -> Export:
     """Write `model_id` to the new folder `out` (see the module docstring); admins only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from engine.models.embedded import open_tokenizer
 
     check(user, "export_model")
     ref = resolve(con, model_id)
@@ -76,7 +78,7 @@ def export_model(con, model_id: str, out, user: dict | None = CONSOLE, archive=F
 
             model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
         # The tokenizer generation uses: the base's for an adapter.
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = open_tokenizer(source)
     except OSError as e:  # a folder gone, or a Hub id while offline
         raise TuneloopError(f"Could not load {model_id} from {ref.adapter or source}: {e}") from e
     if not tokenizer.chat_template:

@@ -74,6 +74,8 @@ def cmd_sweep(con, args):
 
 
 def add_commands(sub):
+    from engine.training.config import PRESETS  # light: dataclasses only
+
     """Add this stage's subcommands to the `python -m engine` parser."""
     p = sub.add_parser("retrain", help="train on the latest accepted data, last good config")
     p.set_defaults(run=cmd_retrain)
@@ -86,7 +88,9 @@ def add_commands(sub):
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--method", default="tpe", choices=["tpe", "grid"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", help="start from a preset instead of the last good settings")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="start from a preset instead of the last good one"
+    )
     p.add_argument("--base-model", help="a registered model id (default: the embedded one)")
     p.add_argument("--use-best", action="store_true", help="make the winner the retrain default")
     p.set_defaults(run=cmd_sweep)

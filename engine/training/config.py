@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from engine.errors import TuneloopError
 from engine.models.embedded import DEFAULT_MODEL
 from engine.models.prompts import DEFAULT_INSTRUCTION
+from engine.training.presets import BIGGER_MODELS
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -56,6 +57,7 @@ class TrainConfig:
     packing: bool = False  # pack examples into rows, padding-free: pays off with FlashAttention
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     bf16: str | bool = "auto"  # bfloat16 mixed precision; "auto" = on where it is fast (use_bf16)
+    quantization: str | None = None  # "nf4": load the base in 4-bit NF4 with bitsandbytes (QLoRA)
     report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]; [] = files only
 
     def __post_init__(self):
@@ -92,6 +94,11 @@ class TrainConfig:
             ),
             (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false."),
             (isinstance(self.report_to, list), "report_to must be a list, e.g. ['tensorboard']."),
+            (self.quantization in (None, "nf4"), "quantization must be empty or 'nf4' (QLoRA)."),
+            (
+                self.quantization is None or self.method == "lora",
+                "quantization 'nf4' (QLoRA) trains LoRA adapters: set method to 'lora'.",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -141,6 +148,7 @@ PRESETS: dict[str, dict] = {
         max_new_tokens=64,
         early_stopping_patience=0,
         train_subset=48,
+        quantization=None,  # a last good QLoRA setting does not leak into this preset
     ),
     # A real LoRA fine-tune: minutes on a GPU, hours on a CPU.
     "Standard": dict(
@@ -159,6 +167,7 @@ PRESETS: dict[str, dict] = {
         rouge_eval_samples=32,
         max_new_tokens=192,
         early_stopping_patience=3,
+        quantization=None,
     ),
     # Full fine-tuning with long contexts: needs a GPU.
     "Thorough": dict(
@@ -176,7 +185,9 @@ PRESETS: dict[str, dict] = {
         max_new_tokens=256,
         early_stopping_patience=3,
         gradient_checkpointing=True,
+        quantization=None,
     ),
+    **BIGGER_MODELS,  # "lora-0.5b" … "qlora-7b": engine/training/presets.py
 }
 
 
@@ -208,6 +219,27 @@ def packing_support() -> str | None:
     return None
 
 
+def require_quantization_support(config: TrainConfig):
+    """A TuneloopError, before anything loads, when a QLoRA run cannot load its base here:
+    4-bit NF4 (bitsandbytes) needs a CUDA GPU and the bitsandbytes package."""
+    import importlib.util
+
+    import torch
+
+    if config.quantization is None:
+        return
+    if not torch.cuda.is_available():
+        raise TuneloopError(
+            "QLoRA (quantization 'nf4') needs a CUDA GPU, and there is none here: pick a LoRA "
+            "preset (or clear quantization) to train on this machine."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TuneloopError(
+            "QLoRA (quantization 'nf4') needs the bitsandbytes package: `pip install "
+            "bitsandbytes`, or clear quantization to train in 16-bit LoRA."
+        )
+
+
 def liger_available() -> bool:
     """Liger kernels (fused cross-entropy, RMSNorm, RoPE) are used when installed, on a GPU."""
     import importlib.util
@@ -224,6 +256,7 @@ def preflight(
     `example_tokens`: each training example's length in tokens, counted or estimated
     (engine/training/data.py `estimate_training_tokens`), to warn when many documents will be
     cut."""
+    require_quantization_support(config)  # a QLoRA run that cannot load here is refused
     if n_train == 0:
         return ["The training split is empty: split some examples into train and export again."]
     warnings = []

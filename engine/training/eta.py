@@ -23,7 +23,15 @@ from dataclasses import dataclass
 RATES = "rates.json"  # a finished run's measured seconds and units per kind (`Eta.measured`)
 PRIOR_RATES = "prior_rates.json"  # the RATES of an earlier run of the same shape, for the next
 # What makes two runs cost the same per unit: the model, how it is trained and the batch shape.
-SHAPE = ("base_model", "method", "batch_size", "grad_accum", "max_length", "max_new_tokens")
+SHAPE = (
+    "base_model",
+    "method",
+    "quantization",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "max_new_tokens",
+)
 
 
 @dataclass

@@ -22,9 +22,15 @@ from engine.data.export import export_rows
 from engine.errors import TuneloopError
 from engine.jobs import runfolder, runqueue
 from engine.models.registry import current_prompt, resolve
-from engine.training.config import PRESETS, TrainConfig, preflight
+from engine.training.config import (
+    PRESETS,
+    TrainConfig,
+    preflight,
+    require_quantization_support,
+)
 from engine.training.data import estimate_training_tokens
 from engine.training.eta import PRIOR_RATES, RATES, SHAPE
+from engine.training.memory import fit_to_gpu
 from store import registry as reg_store
 from store import runs as runs_store
 from store import splits as splits_store
@@ -86,6 +92,7 @@ def start_training(
     followup.json for the worker's ETA; None: nothing follows it (a sweep's trials). Returns
     (run id, warnings)."""
     check(user, "train")
+    require_quantization_support(config)  # before a dataset version is frozen for nothing
     ref = resolve(con, base_model_id)
     if ref.adapter:
         raise TuneloopError("Train from a base model (or full fine-tune), not from a LoRA adapter.")
@@ -97,9 +104,11 @@ def start_training(
     n_val = int((rows["split"] == "validation").sum())
     config.base_model, config.instruction = ref.path, instruction
     config.prompt_version, config.dataset_version = version, dataset_id
+    config, fitted = fit_to_gpu(config)  # on a GPU: checkpointing, batch size, to fit its memory
     warnings = preflight(
         config, n_train, n_val, estimate_training_tokens(con, dataset_id, instruction)
     )
+    warnings += fitted
     run_config = config.to_dict() | {"base_model_id": base_model_id} | (extra or {})
     with runqueue.preparing():
         run_id, run_dir = runqueue.new_run(

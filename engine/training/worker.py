@@ -79,14 +79,16 @@ def base_reference(config: TrainConfig) -> str:
 def load_base(config: TrainConfig):
     """(model, tokenizer) of the base model, with a message that says what to fix."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from engine.models.embedded import open_tokenizer
 
     ref = base_reference(config)
     # LoRA leaves the base frozen, so it can sit in bf16; full fine-tuning keeps fp32 weights.
     dtype = torch.bfloat16 if use_bf16(config) and config.method == "lora" else torch.float32
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref)
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+        tokenizer = open_tokenizer(ref)  # with a plain chat template when it has none
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **quantized(config))
     except OSError as e:
         raise ValueError(
             f"The base model {ref!r} could not be loaded: not a model folder, and not a Hugging "
@@ -94,7 +96,36 @@ def load_base(config: TrainConfig):
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return prepare_quantized(model, config), tokenizer
+
+
+def quantized(config: TrainConfig) -> dict:
+    """from_pretrained's arguments for a QLoRA base: 4-bit NF4 weights (bitsandbytes) that
+    compute in bf16, on this process's GPU; {} without quantization."""
+    if config.quantization != "nf4":
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    return dict(quantization_config=bnb, device_map={"": int(os.environ.get("LOCAL_RANK", 0))})
+
+
+def prepare_quantized(model, config: TrainConfig):
+    """peft's preparation of a 4-bit base for training (norms and embeddings in fp32, inputs
+    that carry gradients); the model unchanged without quantization."""
+    if config.quantization != "nf4":
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=config.gradient_checkpointing
+    )
 
 
 def build_trainer(
@@ -187,9 +218,11 @@ def run_training(run_dir: str | Path) -> str:
     warnings = preflight(config, len(train_records), len(validation_records))
     if not train_records:
         raise ValueError(warnings[0])
-    from engine.training.memory import memory_check
+    from engine.training.memory import fit_to_gpu, memory_check
 
     base_reference(config)  # a missing folder says so, before anything reads its config
+    config, fitted = fit_to_gpu(config)  # on a GPU: checkpointing, batch size, to fit its memory
+    warnings += fitted
     too_big = memory_check(config)  # refuse before loading a model that cannot fit
     if too_big:
         raise ValueError(too_big)

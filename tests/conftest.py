@@ -27,6 +27,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def cheap_bcrypt(request, monkeypatch):
+    """Password hashes at bcrypt cost 4 instead of the app's 12 in this process (a quarter of a
+    second each adds minutes to the suite); servers the tests start keep the real cost, and a
+    test of the login's timing opts out with the `real_bcrypt` marker."""
+    if request.node.get_closest_marker("real_bcrypt"):
+        return
+    import bcrypt
+
+    from engine import auth
+
+    real_gensalt = bcrypt.gensalt
+    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real_gensalt(4, prefix))
+    monkeypatch.setattr(auth, "DUMMY_HASH", bcrypt.hashpw(b"x", real_gensalt(4)))
+
+
 @pytest.fixture
 def con():
     connection = store.connect(":memory:")

@@ -214,6 +214,7 @@ def test_label_page_starts_a_drafting_run_that_lands_drafts(app):
     assert con.execute("SELECT count(*) FROM drafts WHERE run_id = ?", [run_id]).fetchone() == (2,)
 
 
+@pytest.mark.slow
 def test_train_page_button_starts_a_run(app):
     from engine.jobs import runfolder, runqueue
     from store import runs as runs_store
@@ -240,6 +241,7 @@ def test_train_page_button_starts_a_run(app):
         runfolder.request_cancel(table["run_dir"].iloc[0], grace_s=30)
 
 
+@pytest.mark.slow
 def test_train_page_starts_a_sweep(app):
     from engine.jobs import runfolder
     from engine.training.sweeps import cancel_sweep

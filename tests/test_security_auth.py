@@ -151,6 +151,7 @@ def test_one_client_trying_many_names_is_held_too(admin_con, monkeypatch):
     assert auth.check_login(con, "ada", "admin password", "10.0.0.1", now=T0 + 1)["name"] == "ada"
 
 
+@pytest.mark.real_bcrypt
 def test_unknown_names_take_as_long_as_known_ones(admin_con):
     """The bcrypt check dominates: the same hash cost whether the name exists or not."""
     known, unknown = [], []

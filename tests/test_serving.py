@@ -36,6 +36,8 @@ from store import serving as serving_store
 from store import splits as settings_store
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a real API server with a model in every test (fast loop: out)
+
 # batch_wait_ms 50: requests sent together by the test's threads share a batch.
 LIMITS = Limits(
     max_request_bytes=20_000,

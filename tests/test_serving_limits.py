@@ -28,6 +28,8 @@ from store import splits as settings_store
 from tests.conftest import ROOT
 from tests.test_serving import call, wait_until
 
+pytestmark = pytest.mark.slow  # a real API server with a model in every test (fast loop: out)
+
 LIMITS = Limits(
     max_tokens=512, default_max_tokens=8, requests_per_minute=10_000, batch_wait_ms=10,
     auth_failures_free=3, request_timeout_s=2, max_generations=4, keep_alive_s=1,

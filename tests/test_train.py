@@ -138,6 +138,7 @@ def test_the_worker_module_starts_without_heavy_or_database_imports():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tiny_model, tmp_path):
     import torch
     from peft import PeftModel
@@ -184,6 +185,7 @@ def test_a_lora_run_trains_reports_and_saves_an_adapter_that_changes_outputs(tin
     assert not torch.allclose(before, after)
 
 
+@pytest.mark.slow
 def test_summaries_at_the_last_evaluation_only(tiny_model, tmp_path):
     from engine.training.worker import train
 
@@ -197,6 +199,7 @@ def test_summaries_at_the_last_evaluation_only(tiny_model, tmp_path):
     assert "baseline validation summaries" not in phases and "validation summaries" in phases
 
 
+@pytest.mark.slow
 def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_model, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
@@ -243,6 +246,7 @@ def test_overfitting_raises_the_alarm_and_early_stopping_keeps_the_best(tiny_mod
     assert tuned < base - 1
 
 
+@pytest.mark.slow
 def test_cancel_stops_after_the_step_and_keeps_a_usable_adapter(tiny_model, tmp_path):
     import threading
 

@@ -222,9 +222,8 @@ def test_a_request_in_flight_at_kill_9_is_logged_as_interrupted(server, tmp_path
 
 
 def test_serve_page_shows_errors_as_errors_in_one_clock(home):
-    from streamlit.testing.v1 import AppTest
-
     from engine.paths import db_path
+    from tests.conftest import signed_in_app
 
     con = store.connect(db_path())
     now = time.time()
@@ -246,13 +245,7 @@ def test_serve_page_shows_errors_as_errors_in_one_clock(home):
     assert recent["result"].tolist() == ["⚠ interrupted", "⚠ 401", "ok 200"]
     con.close()
 
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    at.run()
-    at.text_input(key="login_setup_token").input((home / "setup-token").read_text())
-    at.text_input(key="login_new_name").input("admin")
-    at.text_input(key="login_new_password").input("correct horse")
-    at.button[0].click().run()
-    at.switch_page("pages/serve.py").run()
+    at = signed_in_app("admin", "admin", "pages/serve.py")
     assert not at.exception, at.exception
     requests = next(m for m in at.metric if m.label == "Requests (last hour)")
     assert requests.value == "3" and requests.delta == "⚠ 2 errors"

@@ -20,7 +20,7 @@ from engine.audit import record
 from engine.auth import CONSOLE, check
 from engine.data.export import export_rows
 from engine.errors import TuneloopError
-from engine.jobs import runfolder, runqueue
+from engine.jobs import background, runfolder, runqueue
 from engine.models.registry import current_prompt, resolve
 from engine.training.config import (
     PRESETS,
@@ -178,54 +178,31 @@ def retrain_latest(
     )
 
 
-_preparing: dict[str, dict] = {}  # one-click retrains being prepared, by user name
+def _retrain_task(user: dict) -> str:
+    return f"retrain:{user['name']}"  # one click being prepared per user
 
 
 def retrain_in_background(
     con, user: dict | None = CONSOLE, followup: Callable | None = None
 ) -> dict:
     """One click that returns at once: `retrain_latest` (splitting new examples, which may
-    deduplicate them first, and freezing the data) on a thread with its own cursor, so the
-    page is never blocked behind a spinner. `retrain_status` says how it is going and, once it
-    has finished, returns the run it queued or the reason it could not. Returns the state."""
-    import threading
-    import time
-
+    deduplicate them first, and freezing the data) as a background task (engine/jobs/
+    background.py: its own cursor; the same click twice is one retrain), so the page is never
+    blocked behind a spinner. `retrain_status` says how it is going and, once it has finished,
+    returns the run it queued or the reason it could not. Returns the state."""
     check(user, "train")
-    name = user["name"]
-    state = _preparing.get(name)
-    if state and state["thread"].is_alive():
-        return state  # the same click twice: one retrain
-    state = {"started": time.time(), "result": None, "error": None}
-
-    def work():
-        cursor = con.cursor()
-        try:
-            state["result"] = retrain_latest(cursor, user, followup)
-        except ValueError as e:  # for people: no data, a locked split, …
-            state["error"] = str(e)
-        except Exception as e:  # noqa: BLE001 - shown to the user; the traceback in the log
-            import logging
-
-            logging.getLogger(__name__).exception("retrain failed")
-            state["error"] = f"The retrain could not be queued: {type(e).__name__}: {e}"
-        finally:
-            cursor.close()
-
-    state["thread"] = threading.Thread(target=work, name="tuneloop-retrain", daemon=True)
-    _preparing[name] = state
-    state["thread"].start()
-    return state
+    return background.start(
+        _retrain_task(user), con, lambda cursor, progress: retrain_latest(cursor, user, followup)
+    )
 
 
 def retrain_status(user: dict, forget_finished: bool = False) -> dict | None:
     """The user's retrain being prepared or prepared ({"started", "result": (run id, warnings)
     or None, "error", "thread"}); with `forget_finished`, a finished one is handed out this
     once."""
-    state = _preparing.get(user["name"])
-    if forget_finished and state and not state["thread"].is_alive():
-        _preparing.pop(user["name"], None)
-    return state
+    if forget_finished and (finished := background.take_finished(_retrain_task(user))):
+        return finished
+    return background.state(_retrain_task(user))
 
 
 def train_launcher() -> list[str] | None:
